@@ -1,0 +1,37 @@
+# The README's quick start: `make run` (main job on the embedded toy world) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A user with a CUDA torch already in the venv keeps it; otherwise the CPU build this machine has on disk.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+# pip on this machine warns about absent local mirrors; hide only those lines, keep pip's exit code.
+QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
+
+.PHONY: install run test test-slow pretrain clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip $(QUIET)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(QUIET)
+	$(PY) -m pip install -q -e ".[dev]" $(QUIET)
+	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, toyworld, models"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) launch/evaluate.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+pretrain: $(STAMP)
+	$(PY) launch/pretrain_toy.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,1 @@
+"""Thin Ray actors (rollout, introspector, learner, weight sync, placement): arrive with the Meta-TTRL job."""

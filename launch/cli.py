@@ -1,0 +1,63 @@
+"""Command-line configs: an OmegaConf structured config + `key=value` dotlist overrides.
+
+User errors (unknown key, wrong type, malformed override) exit with a one-line message naming what is valid,
+never a traceback. `--help` prints every key with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported as one line, exit code 2."""
+
+
+def _keys(schema, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for f in dataclasses.fields(schema):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "???")
+        if dataclasses.is_dataclass(default):
+            out += _keys(type(default), f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, default))
+    return out
+
+
+def usage(schema, prog: str, doc: str) -> str:
+    lines = [f"usage: python {prog} [key=value ...]", "", doc.strip(), "", "keys (default):"]
+    lines += [f"  {k} ({v!r})" for k, v in _keys(schema)]
+    return "\n".join(lines)
+
+
+def parse_config(schema, argv: list[str], prog: str, doc: str = ""):
+    """Defaults of `schema` merged with `key=value` overrides; returns an OmegaConf object of that type."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(schema, prog, doc))
+        raise SystemExit(0)
+    valid = ", ".join(k for k, _ in _keys(schema))
+    bad = [a for a in argv if "=" not in a or a.startswith("=")]
+    if bad:
+        raise UserError(f"override {bad[0]!r} is not key=value; valid keys: {valid}")
+    base = OmegaConf.structured(schema)
+    try:
+        return OmegaConf.merge(base, OmegaConf.from_dotlist(argv))
+    except ConfigKeyError as e:
+        key = getattr(e, "full_key", None) or str(e).split("\n")[0]
+        raise UserError(f"unknown config key {key!r}; valid keys: {valid}") from None
+    except OmegaConfBaseException as e:
+        raise UserError(f"bad config value: {str(e).splitlines()[0]} (see --help for keys and types)") from None
+
+
+def run_main(main, argv: list[str] | None = None) -> None:
+    """Run `main(argv)`, turning UserError into a one-line message and exit code 2."""
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

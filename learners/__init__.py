@@ -1,0 +1,1 @@
+"""Pure loss / advantage functions and update strategies (torch, DeepSpeed), checkpointing."""

@@ -1,0 +1,216 @@
+"""Janus adapter: one protocol over transformers' JanusForConditionalGeneration (toy model and Janus-Pro).
+
+Everything here is tensors in, tensors out. Prompt formats come from `templates` (stored with the checkpoint),
+so the same code serves the toy model's tags and a real model's chat template.
+CFG: the unconditional row replaces the prompt words by <pad> and keeps BOS and BOI (Janus's own format);
+guided logits = uncond + g * (cond - uncond), then / temperature. Sampling and teacher-forced log-probs use
+that same distribution, so importance ratios are exact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, JanusForConditionalGeneration
+
+ADAPTER_FILE = "meta_ttrl.json"
+
+
+@dataclass
+class ImageSamples:
+    tokens: torch.Tensor  # (N, T) image-code ids
+    logprobs: torch.Tensor  # (N, T) log-prob of each token under the guided sampling distribution
+    images: np.ndarray  # (N, H, W, 3) uint8
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """(N, H, W, 3) in [-1, 1] -> uint8."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (N, 3, H, W) in [-1, 1] (Janus's normalisation: mean 0.5, std 0.5)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def answer_token_ids(tokenizer, word: str) -> list[int]:
+    """Single-token ids of `word` and its leading-space / capitalised variants."""
+    ids = set()
+    for variant in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+        enc = tokenizer(variant, add_special_tokens=False).input_ids
+        if len(enc) == 1 and enc[0] != tokenizer.unk_token_id:
+            ids.add(enc[0])
+    if not ids:
+        raise ValueError(f"the tokenizer has no single token for answer {word!r}")
+    return sorted(ids)
+
+
+class JanusAdapter:
+    def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str]):
+        self.model, self.tok, self.templates = model, tokenizer, templates
+        cfg = model.config
+        self.n_image_tokens = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
+        self.image_token = tokenizer.convert_ids_to_tokens(cfg.image_token_id)
+        self.pad_id = tokenizer.pad_token_id
+        self.yes_ids, self.no_ids = answer_token_ids(tokenizer, "yes"), answer_token_ids(tokenizer, "no")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype=torch.float32) -> "JanusAdapter":
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no model at {path}: expected a Hugging Face directory with config.json")
+        model = JanusForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        templates = json.loads((path / ADAPTER_FILE).read_text())["templates"]
+        return cls(model, tokenizer, templates)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.model.save_pretrained(path)
+        self.tok.save_pretrained(path)
+        (Path(path) / ADAPTER_FILE).write_text(json.dumps({"templates": self.templates}, indent=1))
+
+    @property
+    def device(self):
+        return self.model.device
+
+    # ---- text helpers -------------------------------------------------------------------------------
+    def _fill(self, name: str, **kw) -> str:
+        kw.setdefault("image", " ".join([self.image_token] * self.n_image_tokens))
+        return self.templates[name].format(**kw)
+
+    def _batch(self, texts: list[str], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.tok(t, add_special_tokens=False).input_ids for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = torch.tensor(r), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def generation_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded (cond ids, uncond ids, mask); uncond keeps the first and last token (BOS, BOI)."""
+        ids, mask = self._batch([self._fill("generate", prompt=p) for p in prompts], left=True)
+        uncond = ids.clone()
+        first = mask.argmax(1)
+        for i in range(len(prompts)):
+            uncond[i, first[i] + 1: -1] = self.pad_id
+        return ids, uncond, mask
+
+    # ---- generation ---------------------------------------------------------------------------------
+    def _lm(self, embeds, mask, past=None):
+        pos = (mask.cumsum(1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+        return self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
+                                               past_key_values=past, use_cache=past is not None or None)
+
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits over image codes for every image position: (B, T, K)."""
+        text = self.model.get_input_embeddings()(ids)
+        img = self.model.prepare_embeddings_for_image_generation(image_tokens[:, :-1])
+        full_mask = torch.cat([mask, torch.ones_like(image_tokens[:, :-1])], 1)
+        hidden = self._lm(torch.cat([text, img], 1), full_mask).last_hidden_state
+        return self.model.model.generation_head(hidden[:, ids.shape[1] - 1:])
+
+    @staticmethod
+    def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance: float, temperature: float) -> torch.Tensor:
+        return torch.log_softmax((uncond + guidance * (cond - uncond)) / temperature, dim=-1)
+
+    def image_logprobs(self, prompts: list[str], image_tokens: torch.Tensor, guidance: float,
+                       temperature: float) -> torch.Tensor:
+        """Teacher-forced per-token log-probs under the guided distribution that sampled them (with grad)."""
+        ids, uncond, mask = self.generation_prompts(prompts)
+        both = self.image_logits(torch.cat([ids, uncond]), torch.cat([mask, mask]), image_tokens.repeat(2, 1))
+        cond_l, uncond_l = both.chunk(2)
+        lp = self.guide(cond_l, uncond_l, guidance, temperature)
+        return lp.gather(-1, image_tokens.unsqueeze(-1)).squeeze(-1)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], n: int = 1, guidance: float = 3.0, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> ImageSamples:
+        """n images per prompt (rows grouped by prompt) with a KV cache and per-token guided log-probs."""
+        prompts = [p for p in prompts for _ in range(n)]
+        ids, uncond, mask = self.generation_prompts(prompts)
+        b = len(prompts)
+        mask2 = torch.cat([mask, mask])
+        out = self._lm(self.model.get_input_embeddings()(torch.cat([ids, uncond])), mask2, past=_new_cache())
+        hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+        tokens = torch.empty(b, self.n_image_tokens, dtype=torch.long, device=self.device)
+        logprobs = torch.empty(b, self.n_image_tokens, device=self.device)
+        for t in range(self.n_image_tokens):
+            logits = self.model.model.generation_head(hidden)
+            lp = self.guide(logits[:b], logits[b:], guidance, temperature)
+            tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1)
+            tokens[:, t], logprobs[:, t] = tok, lp.gather(1, tok[:, None]).squeeze(1)
+            emb = self.model.prepare_embeddings_for_image_generation(tok.repeat(2))[:, None]
+            mask2 = torch.cat([mask2, torch.ones_like(mask2[:, :1])], 1)
+            out = self._lm(emb, mask2, past=cache)
+            hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+        return ImageSamples(tokens, logprobs, self.decode(tokens))
+
+    @torch.no_grad()
+    def decode(self, image_tokens: torch.Tensor) -> np.ndarray:
+        return to_uint8(self.model.decode_image_tokens(image_tokens))
+
+    # ---- understanding ------------------------------------------------------------------------------
+    def image_features(self, images: np.ndarray) -> torch.Tensor:
+        """Vision features once per image: (N, n_image_tokens, hidden)."""
+        pixels = to_pixels(images).to(self.device, self.model.dtype)
+        return self.model.model.get_image_features(pixels).pooler_output
+
+    def _understanding_hidden(self, texts: list[str], features: torch.Tensor):
+        ids, mask = self._batch(texts, left=False)
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = (ids == self.model.config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(slots, features.to(embeds.dtype))
+        return self._lm(embeds, mask).last_hidden_state, ids, mask
+
+    def answer_probs(self, images: np.ndarray, questions: list[str], image_index: list[int] | None = None,
+                     features: torch.Tensor | None = None) -> torch.Tensor:
+        """(Q, 2) probabilities of [yes, no] (full-vocabulary, summed over token variants) as the next token
+        after each question about image `image_index[q]`; each image is encoded once."""
+        feats = self.image_features(images) if features is None else features
+        index = list(range(len(questions))) if image_index is None else image_index
+        texts = [self._fill("answer", question=q) for q in questions]
+        hidden, _, mask = self._understanding_hidden(texts, feats[index])
+        last = hidden[torch.arange(len(texts)), mask.sum(1) - 1]
+        probs = torch.softmax(self.model.lm_head(last).float(), -1)
+        return torch.stack([probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)], -1)
+
+    def prompt_logprobs(self, images: np.ndarray, prompts: list[str]) -> list[torch.Tensor]:
+        """Per-token log p(prompt | image, caption instruction), teacher-forced (GvU's reward inputs)."""
+        prefix = self._fill("caption")
+        n_prefix = len(self.tok(prefix, add_special_tokens=False).input_ids)
+        hidden, ids, mask = self._understanding_hidden([f"{prefix} {p}" for p in prompts], self.image_features(images))
+        lp = torch.log_softmax(self.model.lm_head(hidden[:, :-1]).float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+        return [lp[i, n_prefix - 1: int(mask[i].sum()) - 1] for i in range(len(prompts))]
+
+    @torch.no_grad()
+    def write(self, prompts: list[str], instruction: str, max_new_tokens: int = 96) -> list[str]:
+        """Greedy text continuation of the `write` template (e.g. rubric writing), stopping at EOS."""
+        ids, mask = self._batch([self._fill("write", instruction=instruction, prompt=p) for p in prompts], left=True)
+        out = self._lm(self.model.get_input_embeddings()(ids), mask, past=_new_cache())
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        result = []
+        for _ in range(max_new_tokens):
+            nxt = self.model.lm_head(out.last_hidden_state[:, -1]).argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.tok.eos_token_id), nxt)
+            result.append(nxt)
+            done |= nxt == self.tok.eos_token_id
+            if done.all():
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            out = self._lm(self.model.get_input_embeddings()(nxt[:, None]), mask, past=out.past_key_values)
+        eos, texts = self.tok.eos_token_id, []
+        for row in torch.stack(result, 1).tolist():
+            texts.append(self.tok.decode(row[: row.index(eos)] if eos in row else row, skip_special_tokens=True))
+        return texts
+
+
+def _new_cache():
+    from transformers import DynamicCache
+    return DynamicCache()

@@ -1,0 +1,22 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter():
+    """A randomly initialised toy-architecture Janus model (fast; no pretrained weights)."""
+    from transformers import JanusForConditionalGeneration
+
+    from models.janus import JanusAdapter
+    from models.toy import TEMPLATES, build_tokenizer, toy_config
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=32, layers=2, heads=2,
+                     vision_hidden=32, vision_layers=1, codebook=64)
+    return JanusAdapter(JanusForConditionalGeneration(cfg).eval(), tok, TEMPLATES)

@@ -1,0 +1,65 @@
+"""User errors give one clear line (exit 2), never a traceback; --help lists the keys."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launch import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        from launch.cli import run_main as run
+        run(evaluate.main, argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.err.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["trainer.steps=3"], "unknown config key 'trainer'"),
+    (["samples_per_prompt=many"], "bad config value"),
+    (["split"], "is not key=value"),
+    (["checkpoint=/no/such/dir"], "checkpoint '/no/such/dir' not found"),
+    (["split=nonsense"], "neither a built-in split (train, test, heldout) nor a file"),
+    (["samples_per_prompt=0"], "samples_per_prompt must be >= 1"),
+])
+def test_user_errors_are_one_line(argv, needle, capsys):
+    code, lines = run_main(argv, capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_unknown_key_names_the_valid_ones(capsys):
+    _, lines = run_main(["sample=3"], capsys)
+    assert "valid keys: checkpoint, split, samples_per_prompt" in lines[0]
+
+
+def test_prompt_file_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert "has no prompts" in run_main([f"split={empty}"], capsys)[1][0]
+    bad = tmp_path / "bad.jsonl"
+    good = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": "a photo of a red circle"}
+    bad.write_text(json.dumps(good) + "\n{oops\n")
+    assert "line 2 is not valid JSON" in run_main([f"split={bad}"], capsys)[1][0]
+    alien = tmp_path / "alien.jsonl"
+    alien.write_text(json.dumps({**good, "include": [{"class": "dog", "count": 1}]}) + "\n")
+    assert "outside the toy world" in run_main([f"split={alien}"], capsys)[1][0]
+
+
+def test_help_lists_every_key(capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for key in ("checkpoint", "split", "samples_per_prompt", "guidance", "max_prompts", "seed"):
+        assert f"  {key} (" in out
+
+
+def test_subprocess_error_has_no_traceback():
+    proc = subprocess.run([sys.executable, "launch/evaluate.py", "nope=1"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown config key 'nope'")

@@ -1,0 +1,116 @@
+"""Scene grammar of the toy world: shapes with colours, counts and positions on a small canvas.
+
+A scene is a list of objects; every object has a shape, a colour, a centre and a size (pixels).
+Scenes are sampled to satisfy a GenEval-format metadata record (see `toyworld.prompts`), so a
+prompt, its scene and its oracle check all come from one description.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+SHAPES = ("square", "circle", "triangle")
+COLORS = ("red", "yellow", "green", "blue", "purple")
+RELATIONS = ("left of", "right of", "above", "below")
+COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+CANVAS = 64
+MIN_SIZE, MAX_SIZE = 14, 19
+GAP = 3  # minimum free pixels between two objects' boxes, so they never touch
+
+# Colour palette (RGB on a dark background): hues far apart, so blur and colour shift keep the hue.
+PALETTE = {
+    "red": (225, 35, 35),
+    "yellow": (235, 215, 30),
+    "green": (35, 185, 60),
+    "blue": (40, 90, 235),
+    "purple": (165, 50, 215),
+}
+BACKGROUND = (18, 18, 22)
+
+
+@dataclass(frozen=True)
+class Obj:
+    shape: str
+    color: str
+    cx: float
+    cy: float
+    size: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        h = self.size / 2
+        return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
+
+
+def relative_offset(box_a, box_b, threshold: float = 0.1) -> tuple[float, float] | None:
+    """GenEval's normalised, shrunk offset of box A from box B (x0, y0, x1, y1 pixels; y grows downward):
+    each axis is shrunk toward 0 by threshold x (size A + size B) on that axis, then divided by the length
+    of the raw offset. None when both shrunk components vanish (no relation)."""
+    ca = ((box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2)
+    cb = ((box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2)
+    dims = [(box_a[2] - box_a[0]) + (box_b[2] - box_b[0]), (box_a[3] - box_a[1]) + (box_b[3] - box_b[1])]
+    offset = [ca[0] - cb[0], ca[1] - cb[1]]
+    shrunk = [max(abs(o) - threshold * d, 0.0) * (1 if o > 0 else -1 if o < 0 else 0) for o, d in zip(offset, dims)]
+    if all(abs(s) < 1e-3 for s in shrunk):
+        return None
+    norm = (offset[0] ** 2 + offset[1] ** 2) ** 0.5
+    return shrunk[0] / norm, shrunk[1] / norm
+
+
+def relations_between(box_a, box_b, cutoff: float = 0.5) -> set[str]:
+    """GenEval's relations of A to B: |component| > cutoff (0.5 in GenEval) on an axis gives that relation."""
+    off = relative_offset(box_a, box_b)
+    if off is None:
+        return set()
+    dx, dy = off
+    rels = set()
+    if dx < -cutoff:
+        rels.add("left of")
+    if dx > cutoff:
+        rels.add("right of")
+    if dy < -cutoff:
+        rels.add("above")
+    if dy > cutoff:
+        rels.add("below")
+    return rels
+
+
+def _boxes_clear(a: Obj, b: Obj) -> bool:
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    return ax1 + GAP <= bx0 or bx1 + GAP <= ax0 or ay1 + GAP <= by0 or by1 + GAP <= ay0
+
+
+def _random_obj(rng: random.Random, shape: str, color: str) -> Obj:
+    size = rng.uniform(MIN_SIZE, MAX_SIZE)
+    lo, hi = size / 2 + 1, CANVAS - size / 2 - 1
+    return Obj(shape, color, rng.uniform(lo, hi), rng.uniform(lo, hi), size)
+
+
+def _dominant(rel: str, a: Obj, b: Obj) -> bool:
+    """A is clearly `rel` of B: the relation holds and the other axis is small (a prototypical layout)."""
+    dx, dy = a.cx - b.cx, a.cy - b.cy
+    main, other = (dx, dy) if rel in ("left of", "right of") else (dy, dx)
+    return rel in relations_between(a.box, b.box) and abs(other) <= 0.5 * abs(main)
+
+
+def place(rng: random.Random, specs: list[tuple[str, str]], relation: tuple[int, str, int] | None = None,
+          tries: int = 2000) -> list[Obj]:
+    """Place objects (shape, colour) without overlap; `relation` = (i, rel, j) makes object i `rel` of j."""
+    for _ in range(tries):
+        objs: list[Obj] = []
+        for shape, color in specs:
+            for _ in range(50):
+                o = _random_obj(rng, shape, color)
+                if all(_boxes_clear(o, p) for p in objs):
+                    objs.append(o)
+                    break
+            else:
+                break
+        if len(objs) != len(specs):
+            continue
+        if relation is not None and not _dominant(relation[1], objs[relation[0]], objs[relation[2]]):
+            continue
+        return objs
+    raise RuntimeError(f"could not place {specs} with relation {relation} in {tries} tries")
