@@ -103,10 +103,13 @@ class JanusAdapter:
         return ids, uncond, mask
 
     # ---- generation ---------------------------------------------------------------------------------
-    def _lm(self, embeds, mask, past=None):
+    def _lm(self, embeds, mask, past=None, attend=None):
+        """Language model over embeddings; positions follow `mask` (padding), attention follows `attend`
+        (default: `mask`), so a token can be hidden from attention without shifting positions."""
         pos = (mask.cumsum(1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
-        return self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
-                                               past_key_values=past, use_cache=past is not None or None)
+        return self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask if attend is None else attend,
+                                               position_ids=pos, past_key_values=past,
+                                               use_cache=past is not None or None)
 
     def image_logits(self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits over image codes for every image position: (B, T, K)."""

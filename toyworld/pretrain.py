@@ -32,29 +32,62 @@ def random_scenes(rng: random.Random, n: int, pool: list[dict], avoid_reserved: 
 
 
 # ---- stage 1: VQ ------------------------------------------------------------------------------------
-def vq_loss(vq, pixels: torch.Tensor, beta: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reconstruction (foreground-weighted) + codebook + commitment losses; returns (loss, code ids)."""
-    z = F.normalize(vq.quant_conv(vq.encoder(pixels)), dim=1)
-    codebook = F.normalize(vq.quantize.embedding.weight, dim=1)
-    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    idx = (flat @ codebook.T).argmax(1)
-    zq = codebook[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
-    recon = vq.decoder(vq.post_quant_conv(z + (zq - z).detach()))
+def encode_latents(vq, pixels: torch.Tensor) -> torch.Tensor:
+    """Unit-norm encoder latents (B, D, h, w): codes are compared by cosine."""
+    return F.normalize(vq.quant_conv(vq.encoder(pixels)), dim=1)
+
+
+def vq_loss(vq, pixels: torch.Tensor, quantize: bool = True, beta: float = 0.25):
+    """Reconstruction (foreground-weighted) + codebook + commitment losses; returns (loss, code ids).
+    With quantize=False it is a plain autoencoder (the warm-up that gives k-means meaningful latents)."""
+    z = encode_latents(vq, pixels)
+    idx, latent, extra = None, z, 0.0
+    if quantize:
+        codebook = F.normalize(vq.quantize.embedding.weight, dim=1)
+        idx = (z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]) @ codebook.T).argmax(1)
+        zq = codebook[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        latent = z + (zq - z).detach()  # straight-through
+        extra = F.mse_loss(zq, z.detach()) + beta * F.mse_loss(z, zq.detach())
+    recon = vq.decoder(vq.post_quant_conv(latent))
+    weight = 1 + 9 * _foreground(pixels)
+    rec = (weight * (recon - pixels) ** 2).mean() + (weight * (recon - pixels).abs()).mean()
+    return rec + extra, idx
+
+
+@torch.no_grad()
+def kmeans_init(vq, pixels: torch.Tensor, generator: torch.Generator, iters: int = 15) -> None:
+    """Spherical k-means of the warmed-up encoder's latents seeds the codebook."""
+    z = encode_latents(vq, pixels).permute(0, 2, 3, 1).reshape(-1, vq.quantize.embedding_dim)
+    k = vq.quantize.num_embeddings
+    centers = z[torch.randperm(len(z), generator=generator)[:k]].clone()
+    for _ in range(iters):
+        assign = (z @ centers.T).argmax(1)
+        sums = torch.zeros_like(centers).index_add_(0, assign, z)
+        counts = torch.bincount(assign, minlength=k)
+        empty = counts == 0
+        centers = torch.where(empty[:, None], z[torch.randint(0, len(z), (k,), generator=generator)], sums)
+        centers = F.normalize(centers, dim=1)
+    vq.quantize.embedding.weight.copy_(centers)
+
+
+def _foreground(pixels: torch.Tensor) -> torch.Tensor:
     bg = torch.tensor(BACKGROUND, dtype=pixels.dtype).view(1, 3, 1, 1) / 127.5 - 1
-    weight = 1 + 4 * ((pixels - bg).abs().amax(1, keepdim=True) > 0.1).float()
-    rec = (weight * (recon - pixels) ** 2).mean() + 0.5 * (weight * (recon - pixels).abs()).mean()
-    return rec + F.mse_loss(zq, z.detach()) + beta * F.mse_loss(z, zq.detach()), idx
+    return ((pixels - bg).abs().amax(1, keepdim=True) > 0.1).float()
 
 
 @torch.no_grad()
 def reset_dead_codes(vq, usage: torch.Tensor, pixels: torch.Tensor, generator: torch.Generator) -> int:
-    """Re-seed never-used codes with encoder outputs of the current batch."""
+    """Re-seed never-used codes with encoder latents of the batch's object tokens (background tokens are
+    plentiful and already well served, so seeding from them would waste the codes)."""
     dead = (usage == 0).nonzero().squeeze(1)
     if len(dead) == 0:
         return 0
-    z = F.normalize(vq.quant_conv(vq.encoder(pixels)), dim=1).permute(0, 2, 3, 1).reshape(-1, vq.quantize.embedding_dim)
-    pick = torch.randint(0, z.shape[0], (len(dead),), generator=generator)
-    vq.quantize.embedding.weight[dead] = z[pick] + 0.01 * torch.randn(len(dead), z.shape[1], generator=generator)
+    z = encode_latents(vq, pixels)
+    fg = F.adaptive_max_pool2d(_foreground(pixels), z.shape[-2:]).flatten()
+    z = z.permute(0, 2, 3, 1).reshape(-1, vq.quantize.embedding_dim)
+    pool = z[fg > 0] if (fg > 0).any() else z
+    pick = torch.randint(0, pool.shape[0], (len(dead),), generator=generator)
+    vq.quantize.embedding.weight[dead] = pool[pick] + 0.01 * torch.randn(len(dead), z.shape[1], generator=generator)
     return len(dead)
 
 
@@ -98,7 +131,7 @@ class JointData:
                     parts += [(f"<q> {q.text} <a>", False), (q.answer, True)]
             parts.append(("<eos>", False))
             texts.append(parts)
-        return self._encode(texts), images
+        return self._encode(texts), images, objs
 
     def rubric(self, n: int):
         metas = [self.rng.choice(self.all_pool) for _ in range(n)]
@@ -130,12 +163,28 @@ def generation_loss(a: JanusAdapter, ids, mask, codes) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.reshape(-1))
 
 
-def text_loss(a: JanusAdapter, ids, labels, images: np.ndarray | None = None) -> torch.Tensor:
+def background_tokens(images: np.ndarray, grid: int = 8) -> torch.Tensor:
+    """(B, grid*grid) True where an image token's patch holds no object pixel."""
+    fg = F.adaptive_max_pool2d(_foreground(to_pixels(images)), grid)
+    return fg.flatten(1) == 0
+
+
+def text_loss(a: JanusAdapter, ids, labels, images: np.ndarray | None = None, show_background: float = 1.0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next-token loss on labelled tokens. `show_background` < 1 hides that share of background image tokens
+    from attention (a curriculum: with 60 identical background tokens diluting attention, yes/no matching
+    does not start to learn; hiding them first and revealing them gradually does)."""
     embeds = a.model.get_input_embeddings()(ids)
-    if images is not None:
-        slots = (ids == a.model.config.image_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(slots, a.image_features(images).to(embeds.dtype))
     mask = (ids != a.pad_id).long()
-    hidden = a._lm(embeds, mask).last_hidden_state
+    attend = mask
+    if images is not None:
+        slots = ids == a.model.config.image_token_id
+        embeds = embeds.masked_scatter(slots.unsqueeze(-1), a.image_features(images).to(embeds.dtype))
+        if show_background < 1.0:
+            bg = background_tokens(images, int(slots[0].sum().item() ** 0.5))
+            hide = bg & (torch.rand(bg.shape, generator=generator) >= show_background)
+            attend = mask.clone()
+            attend[slots] = (~hide).long().flatten()
+    hidden = a._lm(embeds, mask, attend=attend).last_hidden_state
     logits = a.model.lm_head(hidden[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE)

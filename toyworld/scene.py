@@ -15,7 +15,8 @@ COLORS = ("red", "yellow", "green", "blue", "purple")
 RELATIONS = ("left of", "right of", "above", "below")
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 CANVAS = 64
-MIN_SIZE, MAX_SIZE = 14, 19
+OBJECT_SIZE = 16  # pixels: 2 x 2 image tokens at 8 px per token
+GRID = 8  # object centres lie on the token grid: every object is exactly 2 x 2 image tokens
 GAP = 3  # minimum free pixels between two objects' boxes, so they never touch
 
 # Colour palette (RGB on a dark background): hues far apart, so blur and colour shift keep the hue.
@@ -83,9 +84,8 @@ def _boxes_clear(a: Obj, b: Obj) -> bool:
 
 
 def _random_obj(rng: random.Random, shape: str, color: str) -> Obj:
-    size = rng.uniform(MIN_SIZE, MAX_SIZE)
-    lo, hi = size / 2 + 1, CANVAS - size / 2 - 1
-    return Obj(shape, color, rng.uniform(lo, hi), rng.uniform(lo, hi), size)
+    lo, hi = (OBJECT_SIZE // 2 + GRID - 1) // GRID, (CANVAS - OBJECT_SIZE // 2) // GRID
+    return Obj(shape, color, GRID * rng.randint(lo, hi), GRID * rng.randint(lo, hi), OBJECT_SIZE)
 
 
 def _dominant(rel: str, a: Obj, b: Obj) -> bool:
