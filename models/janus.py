@@ -35,7 +35,7 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> (N, 3, H, W) in [-1, 1] (Janus's normalisation: mean 0.5, std 0.5)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def answer_token_ids(tokenizer, word: str) -> list[int]:

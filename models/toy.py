@@ -20,6 +20,7 @@ QUESTION_WORDS = "is there a are the and same color one two three four yes no ? 
 # Prompt templates of the toy model; `{image}` expands to one <image> per vision patch.
 TEMPLATES = {
     "generate": "<bos> {prompt} <boi>",
+    "image": "<bos> {image}",  # the prefix every understanding turn continues
     "answer": "<bos> {image} <q> {question} <a>",
     "caption": "<bos> {image} <cap>",
     "write": "<bos> {instruction} {prompt} <sep>",

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from models.janus import JanusAdapter, to_pixels
+from models.toy import RUBRIC_INSTRUCTION
 from rewards.rubric import rubric_from_metadata, rubric_text
 from toyworld.prompts import load_split, scene_for, universe
 from toyworld.questions import ask
@@ -120,9 +121,7 @@ class JointData:
         metas, objs, images = random_scenes(self.rng, n, self.all_pool)
         texts, supervised = [], []
         for meta, o in zip(metas, objs):
-            parts = []  # (text, supervised?)
-            base = self.a._fill("caption").rsplit(" ", 1)[0]  # "<bos> {image}" without the <cap> marker
-            parts.append((base, False))
+            parts = [(self.a._fill("image"), False)]  # (text, supervised?)
             if self.rng.random() < 0.5:
                 parts += [("<cap>", False), (meta["prompt"], True)]
             for _ in range(self.k):
@@ -135,7 +134,6 @@ class JointData:
 
     def rubric(self, n: int):
         metas = [self.rng.choice(self.all_pool) for _ in range(n)]
-        from models.toy import RUBRIC_INSTRUCTION
         texts = [[(self.a._fill("write", instruction=RUBRIC_INSTRUCTION, prompt=m["prompt"]), False),
                   (rubric_text(rubric_from_metadata(m)) + " <eos>", True)] for m in metas]
         return self._encode(texts)
