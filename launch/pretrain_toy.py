@@ -62,7 +62,8 @@ def reveal_schedule(step: int, total: int, start: float = 0.35, end: float = 0.7
 
 
 def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
-    """Autoencoder warm-up, k-means codebook, then VQ with straight-through and dead-code resets."""
+    """Optional autoencoder warm-up, a k-means codebook (from the encoder's latents at that point; at step 0
+    when the warm-up is off), then VQ with straight-through and dead-code resets."""
     vq = adapter.model.model.vqmodel.train()
     opt = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -82,16 +83,15 @@ def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
         if idx is not None:
             usage += torch.bincount(idx, minlength=len(usage))
         if step % 50 == 49 and idx is not None:
-            reset = reset_dead_codes(vq, usage, pixels, gen) if step < cfg.vq_steps * 0.8 else 0
+            if step < cfg.vq_steps * 0.8:
+                reset_dead_codes(vq, usage, pixels, gen)
             usage.zero_()
         if step % cfg.log_every == cfg.log_every - 1:
             print(f"vq {step + 1}/{cfg.vq_steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     finalize_codebook(vq)
     vq.eval().requires_grad_(False)
     metas, _, images = random_scenes(rng, 120, pool)
-    with torch.no_grad():
-        decoded = adapter.decode(vq.encode(to_pixels(images)).image_tokens.view(len(images), -1))
-    agree = sum(evaluate(img, m).correct for img, m in zip(decoded, metas)) / len(metas)
+    agree = sum(evaluate(img, m).correct for img, m in zip(adapter.reconstruct(images), metas)) / len(metas)
     print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders", flush=True)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import AutoTokenizer, JanusForConditionalGeneration
 
 ADAPTER_FILE = "meta_ttrl.json"
@@ -158,6 +157,12 @@ class JanusAdapter:
     @torch.no_grad()
     def decode(self, image_tokens: torch.Tensor) -> np.ndarray:
         return to_uint8(self.model.decode_image_tokens(image_tokens))
+
+    @torch.no_grad()
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """VQ round trip: uint8 images -> image tokens -> uint8 images."""
+        codes = self.model.model.vqmodel.encode(to_pixels(images).to(self.device)).image_tokens
+        return self.decode(codes.view(len(images), -1))
 
     # ---- understanding ------------------------------------------------------------------------------
     def image_features(self, images: np.ndarray) -> torch.Tensor:

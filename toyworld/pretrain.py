@@ -119,7 +119,7 @@ class JointData:
     def understanding(self, n: int):
         """Multi-turn yes/no (and, for half the rows, a caption first): loss on answers and captions only."""
         metas, objs, images = random_scenes(self.rng, n, self.all_pool)
-        texts, supervised = [], []
+        texts = []
         for meta, o in zip(metas, objs):
             parts = [(self.a._fill("image"), False)]  # (text, supervised?)
             if self.rng.random() < 0.5:
@@ -170,8 +170,8 @@ def background_tokens(images: np.ndarray, grid: int = 8) -> torch.Tensor:
 def text_loss(a: JanusAdapter, ids, labels, images: np.ndarray | None = None, show_background: float = 1.0,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Next-token loss on labelled tokens. `show_background` < 1 hides that share of background image tokens
-    from attention (a curriculum: with 60 identical background tokens diluting attention, yes/no matching
-    does not start to learn; hiding them first and revealing them gradually does)."""
+    from attention without shifting positions: a curriculum against the dilution of attention by 60 identical
+    background tokens. Measured: it did not make yes/no matching learn (docs/results/toy_umm.md)."""
     embeds = a.model.get_input_embeddings()(ids)
     mask = (ids != a.pad_id).long()
     attend = mask
