@@ -1,4 +1,5 @@
-"""Pretrain the embedded toy UMM (deterministic by seed): VQ, then joint generation + understanding + rubrics.
+"""Pretrain the embedded toy UMM (deterministic by seed): VQ; understanding on symbolic scenes; then joint
+generation + understanding + rubrics.
 
     python launch/pretrain_toy.py [key=value ...]     # defaults reproduce the committed models/toy_umm
 """
@@ -17,8 +18,9 @@ from launch.cli import parse_config, run_main
 from models.janus import JanusAdapter, to_pixels
 from models.toy import RUBRIC_INSTRUCTION, TEMPLATES, build_tokenizer, toy_config
 from toyworld.evaluation import generation_score, rubric_quality, understanding_accuracy
-from toyworld.pretrain import (JointData, finalize_codebook, generation_loss, kmeans_init, random_scenes,
-                               reset_dead_codes, text_loss, vq_loss)
+from toyworld.pretrain import (N_PATCH_TYPES, JointData, alignment_loss, finalize_codebook, generation_loss,
+                               kmeans_init, patch_types, random_scenes, reset_dead_codes, segment_loss,
+                               symbolic_features, text_loss, vq_loss, without_background)
 from toyworld.oracle import evaluate
 from toyworld.prompts import load_split, universe
 
@@ -34,13 +36,18 @@ class PretrainConfig:
     layers: int = 4
     vision_layers: int = 2
     codebook: int = 512
-    vq_steps: int = 800
+    vq_steps: int = 700
     vq_batch: int = 12
     vq_lr: float = 2e-3
     vq_warmup_fraction: float = 0.0  # autoencoder steps before k-means seeds the codebook (0: off)
-    joint_steps: int = 1300
+    vq_type_loss: bool = True  # auxiliary patch-type classifier on the VQ latents (see toyworld.pretrain.vq_loss)
+    symbolic_steps: int = 500  # understanding + rubrics on scenes written as word embeddings (no generation)
+    joint_steps: int = 900  # then all tasks, understanding on the model's own vision features
+    hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
+    hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
+    align_weight: float = 1.0
     gen_batch: int = 24  # ~80 tokens a row: generation gets the smaller share of every step's compute
-    und_batch: int = 24  # ~170 tokens a row: image, caption and 8 yes/no turns
+    und_batch: int = 24  # ~160 tokens a row: image, caption (half the rows) and 8 isolated yes/no questions
     rubric_batch: int = 8
     lr: float = 1.5e-3
     warmup: int = 100
@@ -56,27 +63,27 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
-def reveal_schedule(step: int, total: int, start: float = 0.35, end: float = 0.7) -> float:
-    """Share of background image tokens visible to attention: none until `start`, all from `end` on."""
-    return min(max((step / total - start) / (end - start), 0.0), 1.0)
-
-
 def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
     """Optional autoencoder warm-up, a k-means codebook (from the encoder's latents at that point; at step 0
     when the warm-up is off), then VQ with straight-through and dead-code resets."""
     vq = adapter.model.model.vqmodel.train()
-    opt = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
+    prototypes = None
+    if cfg.vq_type_loss:
+        prototypes = torch.nn.Parameter(torch.randn(N_PATCH_TYPES, vq.quantize.embedding_dim, generator=gen))
+    extra = [prototypes] if prototypes is not None else []
+    opt = torch.optim.AdamW(list(vq.parameters()) + extra, lr=cfg.vq_lr, weight_decay=0.0)
     usage = torch.zeros(vq.quantize.num_embeddings)
     pool, t0 = list(universe()), time.time()
     warm = int(cfg.vq_steps * cfg.vq_warmup_fraction)
     for step in range(cfg.vq_steps):
         if step == warm:
             kmeans_init(vq, to_pixels(random_scenes(rng, 128, pool)[2]), gen)
-        pixels = to_pixels(random_scenes(rng, cfg.vq_batch, pool)[2])
+        _, objs, images = random_scenes(rng, cfg.vq_batch, pool)
+        pixels = to_pixels(images)
         for g in opt.param_groups:
             g["lr"] = cfg.vq_lr * cosine_lr(step, cfg.vq_steps, cfg.warmup)
-        loss, idx = vq_loss(vq, pixels, quantize=step >= warm)
+        loss, idx = vq_loss(vq, pixels, quantize=step >= warm, types=patch_types(objs), prototypes=prototypes)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -95,28 +102,48 @@ def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
     print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders", flush=True)
 
 
+def understanding_losses(adapter: JanusAdapter, data: JointData, cfg, symbolic: bool) -> dict:
+    """Yes/no + caption loss on the model's own vision features, or (while `symbolic`) on the scene written in
+    word embeddings with background tokens hidden; the vision features are pulled toward those words throughout
+    (alignment)."""
+    batch, images, objs = data.understanding(cfg.und_batch)
+    real, words = adapter.image_features(images), symbolic_features(adapter, objs)
+    if symbolic:
+        und = segment_loss(adapter, batch, words, without_background(adapter, batch, objs))
+    else:
+        und = segment_loss(adapter, batch, real)
+    return {"und": und,
+            "align": cfg.align_weight * alignment_loss(real, words)}
+
+
 def train_joint(adapter: JanusAdapter, cfg) -> None:
+    """Understanding first on symbolic images (the LM learns to match question words against scene words while
+    the vision encoder learns to produce them), then on the model's own vision features with generation."""
     model, data = adapter.model, JointData(adapter, cfg.seed + 1)
     params = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     model.model.vqmodel.eval()
-    t0, gen = time.time(), torch.Generator().manual_seed(cfg.seed + 2)
-    for step in range(cfg.joint_steps):
+    t0, total = time.time(), cfg.symbolic_steps + cfg.joint_steps
+    for step in range(total):
+        symbolic = step < cfg.symbolic_steps
+        # Each phase has its own warm-up and cosine decay: matching forms as the symbolic phase's rate anneals.
+        phase_step, phase_len = (step, cfg.symbolic_steps) if symbolic else (step - cfg.symbolic_steps, cfg.joint_steps)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * cosine_lr(step, cfg.joint_steps, cfg.warmup)
-        (und_ids, und_labels), images, _ = data.understanding(cfg.und_batch)
-        rub_ids, rub_labels = data.rubric(cfg.rubric_batch)
-        losses = {"gen": generation_loss(adapter, *data.generation(cfg.gen_batch)),
-                  "und": text_loss(adapter, und_ids, und_labels, images, reveal_schedule(step, cfg.joint_steps), gen),
-                  "rubric": text_loss(adapter, rub_ids, rub_labels)}
+            g["lr"] = cfg.lr * cosine_lr(phase_step, phase_len, cfg.warmup)
+        data.hard_p = cfg.hard_negatives_symbolic if symbolic else cfg.hard_negatives
+        losses = understanding_losses(adapter, data, cfg, symbolic)
+        losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))
+        if not symbolic:
+            losses["gen"] = generation_loss(adapter, *data.generation(cfg.gen_batch))
         opt.zero_grad()
         sum(losses.values()).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % cfg.log_every == cfg.log_every - 1:
             parts = " ".join(f"{k} {v.item():.3f}" for k, v in losses.items())
-            print(f"joint {step + 1}/{cfg.joint_steps} {parts} {time.time() - t0:.0f}s", flush=True)
+            phase = "symbolic" if symbolic else "joint"
+            print(f"{phase} {step + 1}/{total} {parts} {time.time() - t0:.0f}s", flush=True)
     model.eval()
 
 

@@ -102,10 +102,10 @@ class JanusAdapter:
         return ids, uncond, mask
 
     # ---- generation ---------------------------------------------------------------------------------
-    def _lm(self, embeds, mask, past=None, attend=None):
-        """Language model over embeddings; positions follow `mask` (padding), attention follows `attend`
-        (default: `mask`), so a token can be hidden from attention without shifting positions."""
-        pos = (mask.cumsum(1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+    def _lm(self, embeds, mask, past=None, attend=None, positions=None):
+        """Language model over embeddings; positions follow `mask` (padding) unless given, attention follows
+        `attend` (a 2D or a custom 4D mask; default: `mask`)."""
+        pos = (mask.cumsum(1) - 1).clamp(min=0)[:, -embeds.shape[1]:] if positions is None else positions
         return self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask if attend is None else attend,
                                                position_ids=pos, past_key_values=past,
                                                use_cache=past is not None or None)

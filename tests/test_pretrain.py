@@ -4,7 +4,7 @@ from safetensors.torch import load_file
 from launch import pretrain_toy
 
 TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=32", "vq_steps=3", "vq_batch=2",
-        "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false"]
+        "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false"]
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):

@@ -2,7 +2,7 @@ import random
 from collections import Counter
 
 from toyworld.prompts import load_split, scene_for
-from toyworld.questions import KINDS, ask
+from toyworld.questions import KINDS, answer, ask
 from toyworld.scene import Obj
 
 # A red circle left of a blue square (same row), and a red triangle below the square.
@@ -51,3 +51,38 @@ def test_question_stream_on_test_split_is_balanced_and_covers_kinds():
     answers = Counter(q.answer for q in qs)
     assert abs(answers["yes"] - answers["no"]) / len(qs) < 0.1
     assert set(Counter(q.kind for q in qs)) == set(KINDS)
+
+
+def test_easy_negatives_are_never_binding_negatives_when_asked_for():
+    # In SCENE every shape is present, so a binding negative is a red square / blue circle / blue triangle.
+    rng = random.Random(3)
+
+    def binding(hard_p):
+        asked = [ask(SCENE, rng, kind="attribute", want="no", hard_p=hard_p) for _ in range(300)]
+        return [q for q in asked if q and q.text.startswith("is there")]
+
+    easy, hard = binding(0.0), binding(1.0)
+    assert easy and hard
+    assert all(not q.hard and q.text.split()[3] not in {"red", "blue"} for q in easy)
+    assert all(q.hard and q.text.split()[3] in {"red", "blue"} for q in hard)
+
+
+def test_answer_reproduces_every_generated_answer_and_refuses_what_does_not_apply():
+    rng = random.Random(7)
+    scenes = [scene_for(m, rng) for m in load_split("test")[:60]]
+    checked = 0
+    for objs in scenes:
+        for _ in range(20):
+            q = ask(objs, rng)
+            if q:
+                assert answer(objs, q.text) == q.answer, q.text
+                checked += 1
+    assert checked > 1000
+    one_circle = [Obj("circle", "red", 12, 20, 16)]
+    assert answer(one_circle, "is the square red ?") is None  # no square
+    assert answer(one_circle, "are the circle and the square the same color ?") is None
+    assert answer(one_circle, "are there two circles ?") == "no" and answer(one_circle, "is there a circle ?") == "yes"
+    assert answer(SCENE, "is the red circle left of the square ?") == "yes"
+    assert answer(SCENE, "is the red circle above the square ?") == "no"  # same row
+    assert answer(SCENE, "is the circle left of the square ?") == "yes"
+    assert answer(SCENE, "is the red left of the square ?") is None  # "red" alone refers to nothing

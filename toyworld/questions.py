@@ -38,12 +38,16 @@ def _object(objs, rng, want):
     return f"is there a {rng.choice(pool)} ?", False
 
 
-def _attribute(objs, rng, want):
+def _attribute(objs, rng, want, hard_p=1.0):
     shapes, colors = sorted({o.shape for o in objs}), sorted({o.color for o in objs})
     if rng.random() < 0.5:  # "is there a <color> <shape> ?" (binding)
         pairs = [(c, s) for c in COLORS for s in SHAPES if bool(_match(objs, s, c)) == (want == "yes")]
         hard = [(c, s) for c, s in pairs if c in colors and s in shapes]
-        pick = rng.choice(hard) if want == "no" and hard else (rng.choice(pairs) if pairs else None)
+        easy = [p for p in pairs if p not in hard]
+        if want == "no" and hard and (rng.random() < hard_p or not easy):
+            pick = rng.choice(hard)
+        else:
+            pick = rng.choice(easy if want == "no" else pairs) if pairs else None
         return (f"is there a {pick[0]} {pick[1]} ?", pick in hard) if pick else None
     options = []  # "is the <shape> <color> ?" for a shape present once
     for s in shapes:
@@ -53,7 +57,7 @@ def _attribute(objs, rng, want):
     if not options:
         return None
     hard = [(s, c) for s, c in options if c in colors]
-    s, c = rng.choice(hard) if want == "no" and hard else rng.choice(options)
+    s, c = rng.choice(hard) if want == "no" and hard and rng.random() < hard_p else rng.choice(options)
     return f"is the {s} {c} ?", want == "no"
 
 
@@ -107,16 +111,59 @@ def _relation(objs, rng, want):
     return f"are the {s1} and the {s2} the same color ?", want == "no"
 
 
+def _resolve(objs, words: list[str]):
+    """The one object a referring expression ("circle" / "red circle") picks out, or None."""
+    found = _match(objs, words[-1], words[0] if len(words) == 2 else None)
+    return found[0] if len(found) == 1 else None
+
+
+def answer(objs: list[Obj], text: str) -> str | None:
+    """The answer to any question `ask` can write, on any scene; None where the question does not apply to it
+    (its referents are missing or not unique, or a spatial relation falls inside the margin)."""
+    w = text.split()
+    if w[-1] != "?":
+        raise ValueError(f"not a question: {text!r}")
+    w = w[:-1]
+    yes = None
+    if w[:3] == ["is", "there", "a"]:  # object / binding
+        yes = bool(_match(objs, w[-1], w[3] if len(w) == 5 else None))
+    elif w[:2] == ["are", "there"]:  # count
+        n = {v: k for k, v in COUNT_WORDS.items()}[w[2]]
+        yes = len(_match(objs, w[-1][:-1], w[3] if len(w) == 5 else None)) == n
+    elif w[:2] == ["are", "the"]:  # "are the S1 and the S2 the same color"
+        a, b = _resolve(objs, [w[2]]), _resolve(objs, [w[5]])
+        yes = None if a is None or b is None else a.color == b.color
+    elif w[:2] == ["is", "the"] and len(w) == 4 and w[3] in COLORS:  # "is the S C"
+        a = _resolve(objs, [w[2]])
+        yes = None if a is None else a.color == w[3]
+    elif w[:2] == ["is", "the"]:  # "is the REF REL the REF"
+        i = w.index("the", 2)
+        rel_start = next(k for k in range(2, i) if " ".join(w[k:i]) in RELATIONS)
+        a, b = _resolve(objs, w[2:rel_start]), _resolve(objs, w[i + 1:])
+        rel = " ".join(w[rel_start:i])
+        if a is None or b is None or a is b:
+            return None
+        if rel in relations_between(a.box, b.box, 0.5 + MARGIN):
+            yes = True
+        elif rel not in relations_between(a.box, b.box, 0.5 - MARGIN):
+            yes = False
+    else:
+        raise ValueError(f"not a question the toy world asks: {text!r}")
+    return None if yes is None else ("yes" if yes else "no")
+
+
 _MAKERS = {"object": _object, "attribute": _attribute, "count": _count, "spatial": _spatial, "relation": _relation}
 
 
 def ask(objs: list[Obj], rng: random.Random, kind: str | None = None, want: str | None = None,
-        tries: int = 20) -> Question | None:
-    """One question about the scene with answer `want` (random if None) of `kind` (random if None)."""
+        tries: int = 20, hard_p: float = 1.0) -> Question | None:
+    """One question about the scene with answer `want` (random if None) of `kind` (random if None).
+    `hard_p` is the chance that a colour-shape negative is hard when the scene allows one (training can start
+    with easy negatives, which first-order colour or shape features already answer)."""
     want = want or rng.choice(("yes", "no"))
     for _ in range(tries):
         k = kind or rng.choice(KINDS)
-        made = _MAKERS[k](objs, rng, want)
+        made = _attribute(objs, rng, want, hard_p) if k == "attribute" else _MAKERS[k](objs, rng, want)
         if made:
             return Question(k, made[0], want, made[1])
     return None

@@ -1,0 +1,88 @@
+"""Training data of the toy UMM: isolated question segments and patch-type labels, checked by hand."""
+import torch
+
+from toyworld.pretrain import IGNORE, JointData, patch_types, text_loss
+from toyworld.scene import Obj
+
+
+def _segments(data):
+    return [[[("<cap>", False), ("a red circle <eos>", True)],
+             [("<q> is there a circle ? <a>", False), ("yes", True)],
+             [("<q> is there a square ? <a>", False), ("no", True)]]]
+
+
+def test_segments_see_the_prefix_and_themselves_only(tiny_adapter):
+    data = JointData(tiny_adapter, seed=0)
+    b = data.segment_batch("<bos> <a>", _segments(data))
+    tok = tiny_adapter.tok
+    words = tok.convert_ids_to_tokens(b.ids[0].tolist())
+    # prefix of 2 tokens, then segments of 5, 8, 8 tokens; each segment restarts at position 2.
+    assert words[:3] == ["<bos>", "<a>", "<cap>"] and len(words) == 2 + 5 + 8 + 8
+    assert b.positions[0, :7].tolist() == list(range(7))
+    assert b.positions[0, 7:15].tolist() == list(range(2, 10)) and b.positions[0, 15:].tolist() == list(range(2, 10))
+    attend = b.attend[0, 0]
+    first_q, second_q = 7, 15
+    assert attend[second_q, :2].all() and not attend[second_q, 2:second_q].any() and attend[second_q, second_q]
+    assert attend[first_q + 7, first_q:first_q + 8].all() and not attend[first_q + 7, first_q + 8:].any()
+    supervised = [w for w, lab in zip(words, b.labels[0].tolist()) if lab != IGNORE]
+    assert supervised == ["a", "red", "circle", "<eos>", "yes", "no"]
+
+
+def test_a_segment_loss_does_not_depend_on_other_segments(tiny_adapter):
+    data = JointData(tiny_adapter, seed=0)
+    rows = _segments(data)
+    other = [[rows[0][0], [("<q> are there two circles ? <a>", False), ("yes", True)], rows[0][2]]]
+    a, b = data.segment_batch("<bos>", rows), data.segment_batch("<bos>", other)
+    for batch in (a, b):  # supervise only the last segment
+        batch.labels[0, :15] = IGNORE  # prefix, caption and first question
+    with torch.no_grad():
+        la = text_loss(tiny_adapter, a.ids, a.labels, positions=a.positions, attend=a.attend)
+        lb = text_loss(tiny_adapter, b.ids, b.labels, positions=b.positions, attend=b.attend)
+    assert torch.isclose(la, lb, atol=1e-6)
+
+
+def test_patch_types_label_each_quadrant_of_an_object():
+    # A red square centred at (16, 24): tokens (x 1-2, y 2-3) of the 8 x 8 grid; blue circle at (48, 48).
+    types = patch_types([[Obj("square", "red", 16, 24, 16), Obj("circle", "blue", 48, 48, 16)]])[0].view(8, 8)
+    red_square = 1 + (0 * 3 + 0) * 4  # colour index 0, shape index 0
+    blue_circle = 1 + (3 * 3 + 1) * 4
+    assert types[2, 1] == red_square and types[2, 2] == red_square + 1
+    assert types[3, 1] == red_square + 2 and types[3, 2] == red_square + 3
+    assert types[5, 5] == blue_circle and types[6, 6] == blue_circle + 3
+    assert (types > 0).sum() == 8 and types.max() < 1 + 5 * 3 * 4
+
+
+def test_every_labelled_answer_is_the_truth_for_its_own_image(tiny_adapter):
+    from toyworld.questions import answer
+
+    data = JointData(tiny_adapter, seed=1, questions_per_image=4)
+    batch, _, objs = data.understanding(12)
+    tok = tiny_adapter.tok
+    checked = 0
+    for row in range(len(objs)):
+        words = tok.convert_ids_to_tokens(batch.ids[row].tolist())
+        for start in (i for i, w in enumerate(words) if w == "<q>"):
+            end = words.index("<a>", start)
+            assert answer(objs[row], " ".join(words[start + 1:end])) == words[end + 1]
+            assert batch.labels[row, end + 1] == batch.ids[row, end + 1]  # the answer is supervised
+            checked += 1
+    assert checked >= 40
+
+
+def test_symbolic_scene_holds_colour_plus_shape_words_on_object_tokens_only(tiny_adapter):
+    from toyworld.pretrain import symbolic_features, without_background
+
+    square = Obj("square", "red", 16, 24, 16)
+    feats = symbolic_features(tiny_adapter, [[square]])[0].view(8, 8, -1)
+    table = tiny_adapter.model.get_input_embeddings().weight
+    red, sq = (tiny_adapter.tok.convert_tokens_to_ids(w) for w in ("red", "square"))
+    for y, x in ((2, 1), (2, 2), (3, 1), (3, 2)):
+        assert torch.allclose(feats[y, x], table[red] + table[sq])
+    assert feats.abs().sum() > 0 and feats[0, 0].abs().sum() == 0 and (feats.abs().sum(-1) > 0).sum() == 4
+
+    data = JointData(tiny_adapter, seed=0)
+    batch = data.segment_batch(tiny_adapter._fill("image"), [[[("<q> is there a square ? <a>", False), ("yes", True)]]])
+    attend = without_background(tiny_adapter, batch, [[square]])[0, 0]
+    last = int((batch.ids[0] != tiny_adapter.pad_id).sum()) - 1
+    image_keys = attend[last, 1:65].view(8, 8)  # keys 1..64 are the image tokens after <bos>
+    assert image_keys.sum() == 4 and image_keys[2, 1] and image_keys[3, 2] and attend[last, 0]
