@@ -127,7 +127,7 @@ def train_joint(adapter: JanusAdapter, cfg) -> None:
     t0, total = time.time(), cfg.symbolic_steps + cfg.joint_steps
     for step in range(total):
         symbolic = step < cfg.symbolic_steps
-        # Each phase has its own warm-up and cosine decay: matching forms as the symbolic phase's rate anneals.
+        # Each phase has its own warm-up and cosine decay; the joint phase restarts from a fresh warm-up.
         phase_step, phase_len = (step, cfg.symbolic_steps) if symbolic else (step - cfg.symbolic_steps, cfg.joint_steps)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * cosine_lr(phase_step, phase_len, cfg.warmup)
