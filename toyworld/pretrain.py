@@ -204,27 +204,12 @@ class JointData:
         return out
 
     def rubric(self, n: int):
+        """(ids, labels) of rubric-writing rows: one segment each, loss on the rubric text."""
         metas = [self.rng.choice(self.all_pool) for _ in range(n)]
-        texts = [[(self.a._fill("write", instruction=RUBRIC_INSTRUCTION, prompt=m["prompt"]), False),
-                  (rubric_text(rubric_from_metadata(m)) + " <eos>", True)] for m in metas]
-        return self._encode(texts)
-
-    def _encode(self, rows):
-        ids_rows, lab_rows = [], []
-        for parts in rows:
-            ids, labels = [], []
-            for text, sup in parts:
-                t = self.a.tok(text, add_special_tokens=False).input_ids
-                ids += t
-                labels += t if sup else [IGNORE] * len(t)
-            ids_rows.append(ids)
-            lab_rows.append(labels)
-        width = max(map(len, ids_rows))
-        ids = torch.full((len(rows), width), self.a.pad_id, dtype=torch.long)
-        labels = torch.full_like(ids, IGNORE)
-        for i, (r, l) in enumerate(zip(ids_rows, lab_rows)):
-            ids[i, : len(r)], labels[i, : len(l)] = torch.tensor(r), torch.tensor(l)
-        return ids, labels
+        rows = [[[(self.a._fill("write", instruction=RUBRIC_INSTRUCTION, prompt=m["prompt"]), False),
+                  (rubric_text(rubric_from_metadata(m)) + " <eos>", True)]] for m in metas]
+        batch = self.segment_batch("", rows)
+        return batch.ids, batch.labels
 
 
 def generation_loss(a: JanusAdapter, ids, mask, codes) -> torch.Tensor:
