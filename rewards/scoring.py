@@ -1,0 +1,32 @@
+"""Rubric scoring (Meta-TTRL Eq. 5-6; DESIGN.md §2): pure functions, tensors in and tensors out.
+
+Eq. 5: s = p(target | q, y) / (p(yes | q, y) + p(no | q, y)), from the next-token distribution after the question.
+Eq. 6: r(x, y) = exp(mean over all the rubric's questions of log s): a geometric mean, so one clearly failed
+question pulls the reward down however many others pass. s is clamped to >= `eps` so log s stays finite.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-6
+
+
+def question_scores(yes_no: torch.Tensor, target_yes: torch.Tensor) -> torch.Tensor:
+    """Eq. 5 for Q questions: `yes_no` (Q, 2) probabilities of [yes, no]; `target_yes` (Q,) bool."""
+    if yes_no.ndim != 2 or yes_no.shape[1] != 2 or yes_no.shape[0] != target_yes.shape[0]:
+        raise ValueError(f"expected yes/no probabilities (Q, 2) and Q targets, got {tuple(yes_no.shape)} "
+                         f"and {tuple(target_yes.shape)}")
+    normalised = yes_no / yes_no.sum(-1, keepdim=True).clamp_min(torch.finfo(yes_no.dtype).tiny)
+    return torch.where(target_yes.to(torch.bool), normalised[:, 0], normalised[:, 1])
+
+
+def rubric_rewards(scores: torch.Tensor, image_index: torch.Tensor, n_images: int, eps: float = EPS) -> torch.Tensor:
+    """Eq. 6 for many images at once: `scores` (Q,) from `question_scores`, `image_index` (Q,) the image each
+    question was asked of. Returns (n_images,) rewards; an image with no question is an error, not a 1 or a 0."""
+    counts = torch.bincount(image_index, minlength=n_images)
+    if counts.numel() != n_images or (counts == 0).any():
+        raise ValueError(f"every one of the {n_images} images needs at least one rubric question; "
+                         f"counts per image: {counts.tolist()}")
+    logs = torch.zeros(n_images, dtype=scores.dtype).index_add_(0, image_index, scores.clamp_min(eps).log())
+    return torch.exp(logs / counts.to(scores.dtype))
