@@ -198,14 +198,21 @@ class JanusAdapter:
         return [lp[i, n_prefix - 1: int(mask[i].sum()) - 1] for i in range(len(prompts))]
 
     @torch.no_grad()
-    def write(self, prompts: list[str], instruction: str, max_new_tokens: int = 96) -> list[str]:
-        """Greedy text continuation of the `write` template (e.g. rubric writing), stopping at EOS."""
+    def write(self, prompts: list[str], instruction: str, max_new_tokens: int = 96, temperature: float = 0.0,
+              generator: torch.Generator | None = None) -> list[str]:
+        """Text continuation of the `write` template (e.g. rubric writing), stopping at EOS: greedy, or sampled
+        at `temperature` > 0."""
         ids, mask = self._batch([self._fill("write", instruction=instruction, prompt=p) for p in prompts], left=True)
         out = self._lm(self.model.get_input_embeddings()(ids), mask, past=_new_cache())
         done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
         result = []
         for _ in range(max_new_tokens):
-            nxt = self.model.lm_head(out.last_hidden_state[:, -1]).argmax(-1)
+            logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(self.device)
+            else:
+                nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, self.tok.eos_token_id), nxt)
             result.append(nxt)
             done |= nxt == self.tok.eos_token_id

@@ -9,12 +9,12 @@ from __future__ import annotations
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import JanusConfig, LlamaConfig, PreTrainedTokenizerFast
 
-from rewards.rubric import DIMENSIONS, rubric_from_metadata, rubric_text
+from rewards.rubric import DIMENSIONS, SCHEMA_INSTRUCTION, rubric_from_metadata, rubric_text
 from toyworld.prompts import universe
 from toyworld.scene import COLORS, RELATIONS, SHAPES
 
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>", "<image>", "<boi>", "<eoi>", "<q>", "<a>", "<cap>", "<sep>")
-RUBRIC_INSTRUCTION = "write a rubric of yes or no questions with dimensions " + " , ".join(DIMENSIONS) + " for :"
+RUBRIC_INSTRUCTION = SCHEMA_INSTRUCTION
 QUESTION_WORDS = "is there a are the and same color one two three four yes no ? : ; ,".split()
 
 # Prompt templates of the toy model; `{image}` expands to one <image> per vision patch.

@@ -16,6 +16,8 @@ DIMENSIONS = ("object", "attribute", "count", "spatial", "relation", "style")
 ANSWERS = ("yes", "no")
 CONVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+# The schema prompt the introspector writes a rubric from (the toy model was pretrained on exactly this).
+SCHEMA_INSTRUCTION = "write a rubric of yes or no questions with dimensions " + " , ".join(DIMENSIONS) + " for :"
 
 
 @dataclass(frozen=True)

@@ -20,3 +20,15 @@ def tiny_adapter():
     cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=32, layers=2, heads=2,
                      vision_hidden=32, vision_layers=1, codebook=64)
     return JanusAdapter(JanusForConditionalGeneration(cfg).eval(), tok, TEMPLATES)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster on 127.0.0.1 for the whole test session (starting one costs ~7 s)."""
+    import ray
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    env = {"env_vars": {"GLOO_SOCKET_IFNAME": "lo", "TOKENIZERS_PARALLELISM": "false"}}
+    ray.init(_node_ip_address="127.0.0.1", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,50 @@
+"""IntrospectorActor: the frozen initial model. Writes and caches rubrics, scores images on them (Eq. 5-6)
+and gives reference log-probs for the KL term."""
+
+from __future__ import annotations
+
+import ray
+import torch
+
+from models.janus import JanusAdapter
+from rewards.introspection import RubricBook
+from rewards.rubric import SCHEMA_INSTRUCTION, RubricItem
+from rewards.scoring import question_scores, rubric_rewards
+from rollout.batch import Judgement, RolloutBatch
+
+@ray.remote
+class IntrospectorActor:
+    def __init__(self, model_path: str, threads: int, rubric_cfg, metadata: dict | None, seed: int):
+        torch.set_num_threads(threads)
+        self.a = JanusAdapter.from_pretrained(model_path)
+        self.a.model.requires_grad_(False)
+        self.cfg, self.gen = rubric_cfg, torch.Generator().manual_seed(seed)
+        self.book = RubricBook(self._write if rubric_cfg.source == "introspector" else None, rubric_cfg.retries,
+                               metadata if rubric_cfg.source == "metadata" else None)
+
+    def _write(self, prompts: list[str], attempt: int) -> list[str]:
+        return self.a.write(prompts, SCHEMA_INSTRUCTION, self.cfg.max_new_tokens,
+                            temperature=0.0 if attempt == 0 else 1.0, generator=self.gen)
+
+    def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:
+        return self.book.get(prompts)
+
+    def rubric_counts(self) -> dict:
+        return dict(self.book.counts)
+
+    @torch.no_grad()
+    def judge(self, batch: RolloutBatch, guidance: float, temperature: float, chunk: int = 256) -> Judgement:
+        rubrics = self.book.get(batch.prompts)
+        questions, index, target = [], [], []
+        for i, items in enumerate(rubrics):
+            for item in items:
+                questions.append(item.question)
+                index.append(i)
+                target.append(item.target == "yes")
+        features = self.a.image_features(batch.images)  # each image encoded once
+        probs = torch.cat([self.a.answer_probs(batch.images, questions[s: s + chunk], index[s: s + chunk], features)
+                           for s in range(0, len(questions), chunk)])
+        scores = question_scores(probs, torch.tensor(target))
+        rewards = rubric_rewards(scores, torch.tensor(index), len(batch.prompts))
+        ref = self.a.image_logprobs(batch.prompts, batch.tokens, guidance, temperature)
+        return Judgement(rewards, ref)

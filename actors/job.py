@@ -1,0 +1,87 @@
+"""The roles of one Meta-TTRL job placed on a Ray cluster and wired together; the driver calls these verbs.
+
+Samples travel as object refs (the driver routes refs, never tensors); weights travel learner -> rollouts over
+the collective in `actors.weight_sync`.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.util.placement_group import remove_placement_group
+
+from actors.introspector import IntrospectorActor
+from actors.learner import LearnerActor
+from actors.placement import place_role
+from actors.rollout import RolloutActor
+from rollout.batch import RolloutBatch
+
+
+@ray.remote(num_cpus=0)
+def oracle_correct(batch: RolloutBatch, metadata: dict[str, dict]) -> list[bool]:
+    """Oracle verdicts of a batch's images (metrics only: the oracle never reaches the policy)."""
+    from toyworld.oracle import evaluate
+    return [evaluate(img, metadata[p]).correct for img, p in zip(batch.images, batch.prompts)]
+
+
+class MetaTTRLJob:
+    def __init__(self, cfg, metadata: dict[str, dict]):
+        self.cfg, self.metadata = cfg, metadata
+        m, res, tr = cfg.model, cfg.resources, cfg.trainer
+        bucket = int(cfg.sync.bucket_mb * 2**20)
+        self.learners, g_learn = place_role(LearnerActor, "learner", tr.learners, res.learner, res.strategy, lambda i: (
+            m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, cfg.run.seed, i,
+            tr.learners, bucket))
+        self.rollouts, g_roll = place_role(RolloutActor, "rollout", cfg.rollout.actors, res.rollout, res.strategy,
+                                   lambda i: (m.path, m.threads, cfg.run.seed * 1000 + i))
+        self.introspectors, g_intro = place_role(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
+                                        res.strategy, lambda i: (m.path, m.threads, cfg.rubric, metadata,
+                                                                 cfg.run.seed))
+        self.groups = [g_learn, g_roll, g_intro]
+        self._join_collective()
+
+    def shutdown(self) -> None:
+        """Kill the actors (their collective groups go with them) and free the placement groups."""
+        for actor in self.learners + self.rollouts + self.introspectors:
+            ray.kill(actor)
+        for group in self.groups:
+            remove_placement_group(group)
+
+    def _join_collective(self) -> None:
+        address, port = ray.get(self.learners[0].address.remote())
+        k, n = len(self.learners), len(self.rollouts)
+        holders = self.learners + self.rollouts
+        ray.get([h.join.remote(rank, k, n, address, port, self.cfg.sync.backend) for rank, h in enumerate(holders)])
+
+    def rollout(self, prompts: list[str]) -> list:
+        """G candidates per prompt, prompts dealt to the rollout actors (object refs, one per actor used)."""
+        n = len(self.rollouts)
+        shares = [prompts[i::n] for i in range(n)]
+        r = self.cfg.rollout
+        return [a.sample.remote(s, r.group_size, r.guidance, r.temperature) for a, s in zip(self.rollouts, shares) if s]
+
+    def judge(self, parts: list) -> list:
+        r, m = self.cfg.rollout, len(self.introspectors)
+        return [self.introspectors[i % m].judge.remote(part, r.guidance, r.temperature) for i, part in enumerate(parts)]
+
+    def update(self, parts: list, judgements: list) -> dict:
+        """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives."""
+        stats = ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
+        versions = ray.get([self.learners[0].broadcast.remote()] + [a.receive_weights.remote(
+            int(self.cfg.sync.bucket_mb * 2**20)) for a in self.rollouts])
+        return {**stats, "version": versions[0]}
+
+    def oracle(self, parts: list) -> list:
+        return [oracle_correct.remote(part, self.metadata) for part in parts]
+
+    def evaluate(self, metas: list[dict]) -> dict:
+        d = self.cfg.data
+        chunk = metas[: d.eval_max_prompts] if d.eval_max_prompts > 0 else metas
+        r = self.cfg.rollout
+        return ray.get(self.rollouts[0].evaluate.remote(chunk, d.eval_samples, r.guidance, r.temperature, self.cfg.run.seed))
+
+    def rubric_counts(self) -> dict:
+        total: dict = {}
+        for counts in ray.get([i.rubric_counts.remote() for i in self.introspectors]):
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+        return total

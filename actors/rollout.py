@@ -1,0 +1,42 @@
+"""RolloutActor: a policy copy that samples G candidates per prompt with per-token guided log-probs."""
+
+from __future__ import annotations
+
+import ray
+import torch
+
+from actors import weight_sync
+from learners.grpo_trainer import generator_parameters
+from models.janus import JanusAdapter
+from rollout.batch import RolloutBatch
+
+
+@ray.remote
+class RolloutActor:
+    def __init__(self, model_path: str, threads: int, seed: int):
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.a = JanusAdapter.from_pretrained(model_path)
+        self.params = [p for _, p in generator_parameters(self.a.model)]
+        self.gen = torch.Generator().manual_seed(seed)
+        self.version, self.groups = 0, None
+
+    def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
+        self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
+
+    def receive_weights(self, bucket_bytes: int) -> int:
+        self.version = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
+                                                     self.a.device)
+        return self.version
+
+    def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:
+        out = self.a.sample(prompts, group_size, guidance, temperature, self.gen)
+        return RolloutBatch([p for p in prompts for _ in range(group_size)], out.tokens, out.logprobs, out.images,
+                            self.version, group_size)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in generator_parameters(self.a.model)}
+
+    def evaluate(self, metas: list[dict], samples: int, guidance: float, temperature: float, seed: int) -> dict:
+        from toyworld.evaluation import generation_score
+        return generation_score(self.a, metas, samples, guidance, temperature, seed)

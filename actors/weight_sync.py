@@ -1,0 +1,122 @@
+"""Weights from the learner to the rollout actors over a torch.distributed collective (gloo on CPU, NCCL on GPU),
+in bucketed flat buffers, with a version number.
+
+One process group spans the job's weight holders: learner ranks 0..K-1, rollout ranks K..K+N-1. Subgroups:
+`learners` (gradient all-reduce for K > 1) and `sync` (learner 0 + every rollout: the broadcast). Bucketing is
+pure (`plan_buckets`, `flatten`, `unflatten`) and tested on its own.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+def plan_buckets(sizes_bytes: list[int], bucket_bytes: int) -> list[list[int]]:
+    """Consecutive parameter indices grouped so that no bucket exceeds `bucket_bytes` unless one tensor alone
+    does (it then travels alone)."""
+    if bucket_bytes <= 0:
+        raise ValueError(f"bucket size must be positive, got {bucket_bytes} bytes")
+    buckets, current, used = [], [], 0
+    for i, size in enumerate(sizes_bytes):
+        if current and used + size > bucket_bytes:
+            buckets.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def buckets_of(tensors: list[torch.Tensor], bucket_bytes: int) -> list[list[int]]:
+    """Indices of `tensors` in buckets of one dtype each (a flat buffer has a single dtype)."""
+    out = []
+    for dtype in dict.fromkeys(t.dtype for t in tensors):
+        idx = [i for i, t in enumerate(tensors) if t.dtype == dtype]
+        out += [[idx[j] for j in b] for b in plan_buckets([tensors[i].numel() * tensors[i].element_size()
+                                                           for i in idx], bucket_bytes)]
+    return out
+
+
+def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    total = sum(t.numel() for t in like)
+    if total != flat.numel():
+        raise ValueError(f"flat buffer has {flat.numel()} elements, the tensors {total}")
+    out, start = [], 0
+    for t in like:
+        out.append(flat[start: start + t.numel()].view_as(t))
+        start += t.numel()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resolve_backend(name: str) -> str:
+    if name == "auto":
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    if name not in ("gloo", "nccl"):
+        raise ValueError(f"unknown sync backend {name!r}; valid: auto, gloo, nccl")
+    return name
+
+
+@dataclass
+class Groups:
+    rank: int
+    learners: object  # process group of the learner ranks
+    sync: object  # learner 0 + rollout ranks
+
+
+def join(rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str,
+         timeout_s: float = 300) -> Groups:
+    """Join the job's process group (every weight holder calls this at once) and build both subgroups."""
+    world = n_learners + n_rollouts
+    dist.init_process_group(resolve_backend(backend), init_method=f"tcp://{address}:{port}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=timeout_s))
+    learners = dist.new_group(list(range(n_learners)))
+    sync = dist.new_group([0] + list(range(n_learners, world)))
+    return Groups(rank, learners, sync)
+
+
+def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, bucket_bytes: int,
+                      device: torch.device) -> int:
+    """Learner 0 sends, rollouts receive in place; returns the version now held. The learner ranks 1..K-1 are
+    not in the sync group and never call this."""
+    header = torch.tensor([version], dtype=torch.int64, device=device)
+    dist.broadcast(header, src=0, group=groups.sync)
+    for bucket in buckets_of(params, bucket_bytes):
+        tensors = [params[i] for i in bucket]
+        flat = flatten(tensors).to(device) if groups.rank == 0 else torch.empty(
+            sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=device)
+        dist.broadcast(flat, src=0, group=groups.sync)
+        if groups.rank != 0:
+            with torch.no_grad():
+                for p, new in zip(tensors, unflatten(flat, tensors)):
+                    p.copy_(new)
+    return int(header.item())
+
+
+def allreduce_gradients(params: list[torch.Tensor], groups: Groups, world: int, bucket_bytes: int) -> None:
+    """Average gradients over the learner ranks (data parallelism), bucket by bucket."""
+    if world == 1:
+        return
+    grads_all = [p.grad for p in params if p.grad is not None]
+    for bucket in buckets_of(grads_all, bucket_bytes):
+        grads = [grads_all[i] for i in bucket]
+        flat = flatten(grads)
+        dist.all_reduce(flat, group=groups.learners)
+        flat /= world
+        for g, new in zip(grads, unflatten(flat, grads)):
+            g.copy_(new)

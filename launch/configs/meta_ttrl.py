@@ -1,0 +1,110 @@
+"""Meta-TTRL job config (OmegaConf structured; `key=value` dotlist overrides on the command line).
+
+The defaults are the embedded toy world: the committed toy UMM, test-time RL on the `test` split, CPU actors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ModelConfig:
+    path: str = str(ROOT / "models" / "toy_umm")
+    threads: int = 1  # torch CPU threads per actor
+
+
+@dataclass
+class DataConfig:
+    split: str = "test"  # where test-time RL runs: a built-in split or a GenEval-format .jsonl
+    heldout: str = "heldout"  # measured before and after, never trained on ("" to skip)
+    prompts_per_step: int = 8
+    eval_samples: int = 4  # images per prompt in the before/after evaluation
+    eval_max_prompts: int = 0  # 0 = every prompt
+
+
+@dataclass
+class RolloutConfig:
+    actors: int = 1
+    group_size: int = 8  # G candidates per prompt
+    guidance: float = 3.0  # CFG scale, identical in sampling and in the training log-prob
+    temperature: float = 1.0
+
+
+@dataclass
+class RubricConfig:
+    source: str = "introspector"  # introspector (the frozen model writes it) | metadata (GenEval-format builder)
+    retries: int = 1  # extra attempts (sampled, not greedy) before the one-question fallback
+    max_new_tokens: int = 96
+
+
+@dataclass
+class GRPOConfig:
+    lr: float = 2e-5
+    beta: float = 0.01  # k3 KL weight to the frozen reference
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    epochs: int = 1  # passes over each step's samples
+    minibatch: int = 16  # sequences per optimiser step
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    aggregation: str = "token-mean"
+
+
+@dataclass
+class PlacementConfig:
+    """Resources of one actor of a role; each role gets its own placement group of `actors` such bundles."""
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+@dataclass
+class ResourcesConfig:
+    rollout: PlacementConfig = field(default_factory=PlacementConfig)
+    introspector: PlacementConfig = field(default_factory=PlacementConfig)
+    learner: PlacementConfig = field(default_factory=PlacementConfig)
+    strategy: str = "PACK"  # Ray placement strategy for every role's group
+
+
+@dataclass
+class SyncConfig:
+    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    bucket_mb: float = 64.0
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 20  # T
+    converge_window: int = 0  # stop early when the mean reward over this many steps stops rising (0: off)
+    converge_tol: float = 1e-3
+    async_mode: bool = False  # overlap rollout of step t+1 with the update of step t
+    max_staleness: int = 1
+    learners: int = 1  # K data-parallel learner ranks
+    introspectors: int = 1
+
+
+@dataclass
+class RunConfig:
+    name: str = "meta-ttrl"
+    root: str = "runs"  # run directory: <root>/<timestamp>-<name>/ unless `dir` is set
+    dir: str = ""
+    seed: int = 0
+    ray_address: str = ""  # "" = the RAY_ADDRESS a job was submitted with, else a new local cluster
+    grid_prompts: int = 4  # fixed prompts drawn as image grids over steps
+    wandb: bool = False
+
+
+@dataclass
+class MetaTTRLConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rubric: RubricConfig = field(default_factory=RubricConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run: RunConfig = field(default_factory=RunConfig)

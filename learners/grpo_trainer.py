@@ -1,0 +1,57 @@
+"""One GRPO update on a rollout batch (no Ray: the learner actor wraps it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+
+from learners.grpo import group_advantages, grpo_loss
+from rollout.batch import Judgement, RolloutBatch
+
+# The image-generation path of a Janus model: what test-time RL of the generator trains.
+GENERATOR_PREFIXES = ("model.language_model.", "model.generation_", "lm_head.")
+
+
+def generator_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if n.startswith(GENERATOR_PREFIXES)]
+
+
+class GRPOTrainer:
+    def __init__(self, adapter, cfg_grpo, guidance: float, temperature: float, seed: int,
+                 allreduce=lambda params: None, rank: int = 0, world: int = 1):
+        self.a, self.cfg, self.guidance, self.temperature = adapter, cfg_grpo, guidance, temperature
+        self.named = generator_parameters(adapter.model)
+        for _, p in adapter.model.named_parameters():
+            p.requires_grad_(False)
+        for _, p in self.named:
+            p.requires_grad_(True)
+        self.params = [p for _, p in self.named]
+        self.opt = torch.optim.AdamW(self.params, lr=cfg_grpo.lr, weight_decay=cfg_grpo.weight_decay)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.allreduce, self.rank, self.world = allreduce, rank, world
+
+    def step(self, batch: RolloutBatch, judged: Judgement) -> dict:
+        """Eq. 8 advantages over each group, then `epochs` passes of minibatch GRPO (Eq. 7) on this rank's share."""
+        adv, flat_groups = group_advantages(judged.rewards, batch.group_size)
+        mine = torch.arange(len(batch.prompts))[self.rank:: self.world]
+        self.a.model.train()
+        stats = []
+        for _ in range(self.cfg.epochs):
+            order = mine[torch.randperm(len(mine), generator=self.gen)]
+            for start in range(0, len(order), self.cfg.minibatch):
+                idx = order[start: start + self.cfg.minibatch]
+                logp = self.a.image_logprobs([batch.prompts[i] for i in idx], batch.tokens[idx], self.guidance,
+                                             self.temperature)
+                loss, s = grpo_loss(logp, batch.logprobs[idx], judged.ref_logprobs[idx], adv[idx],
+                                    clip_low=self.cfg.clip_low, clip_high=self.cfg.clip_high, beta=self.cfg.beta,
+                                    aggregation=self.cfg.aggregation)
+                self.opt.zero_grad()
+                loss.backward()
+                self.allreduce(self.params)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+                self.opt.step()
+                stats.append({**asdict(s), "grad_norm": float(grad_norm)})
+        self.a.model.eval()
+        mean = {k: sum(d[k] for d in stats) / len(stats) for k in stats[0]} if stats else {}
+        return {**mean, "zero_variance_groups": flat_groups, "updates": len(stats)}

@@ -1,0 +1,82 @@
+"""The introspector's rubrics: written by the frozen model, parsed, validated, cached per prompt, with a
+documented fallback (Meta-TTRL's rubric construction; DESIGN.md §2).
+
+Fallback, per prompt: the greedy rubric; if it does not parse or fails validation, `retries` sampled attempts;
+then the single question "does the image show : <prompt> ?" with target yes. Every fallback is counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from rewards.rubric import RubricItem, RubricParseError, parse_rubric, rubric_from_metadata
+
+MAX_ITEMS = 16
+
+
+def fallback_rubric(prompt: str) -> list[RubricItem]:
+    return [RubricItem("object", f"does the image show : {prompt} ?", "yes")]
+
+
+def validate(items: list[RubricItem]) -> list[RubricItem]:
+    """A usable rubric: 1..MAX_ITEMS items, no duplicate question, at least one object question."""
+    if not 1 <= len(items) <= MAX_ITEMS:
+        raise RubricParseError(f"rubric has {len(items)} items; expected 1..{MAX_ITEMS}")
+    if len({i.question for i in items}) != len(items):
+        raise RubricParseError("rubric repeats a question")
+    if not any(i.dimension == "object" for i in items):
+        raise RubricParseError("rubric has no object question")
+    return items
+
+
+# writer(prompts, attempt) -> texts; attempt 0 is greedy, later attempts sample.
+Writer = Callable[[list[str], int], list[str]]
+
+
+class RubricBook:
+    """Rubrics per prompt, written once (the introspector is frozen) and cached."""
+
+    def __init__(self, writer: Writer | None, retries: int = 1, metadata: dict[str, dict] | None = None):
+        if writer is None and metadata is None:
+            raise ValueError("a rubric book needs a writer (source=introspector) or metadata (source=metadata)")
+        self.writer, self.retries, self.metadata = writer, retries, metadata
+        self.cache: dict[str, list[RubricItem]] = {}
+        self.counts = Counter()  # written, retried, fallback
+
+    def get(self, prompts: list[str]) -> list[list[RubricItem]]:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.cache))
+        if missing:
+            self.cache.update(self._build(missing))
+        return [self.cache[p] for p in prompts]
+
+    def _build(self, prompts: list[str]) -> dict[str, list[RubricItem]]:
+        if self.writer is None:
+            unknown = [p for p in prompts if p not in self.metadata]
+            if unknown:
+                raise KeyError(f"rubric.source=metadata but no metadata for prompt {unknown[0]!r}")
+            return {p: rubric_from_metadata(self.metadata[p]) for p in prompts}
+        done, todo = {}, prompts
+        for attempt in range(self.retries + 1):
+            if not todo:
+                break
+            self.counts["retried" if attempt else "written"] += len(todo)
+            failed = []
+            for prompt, text in zip(todo, self.writer(todo, attempt)):
+                try:
+                    done[prompt] = validate(parse_rubric(text))
+                except RubricParseError:
+                    failed.append(prompt)
+            todo = failed
+        for prompt in todo:
+            done[prompt] = fallback_rubric(prompt)
+        self.counts["fallback"] += len(todo)
+        return done
+
+    def state(self) -> dict:
+        """Everything needed to restore the cache exactly (checkpoints)."""
+        return {"cache": {p: [vars(i) for i in items] for p, items in self.cache.items()}, "counts": dict(self.counts)}
+
+    def load_state(self, state: dict) -> None:
+        self.cache = {p: [RubricItem(**i) for i in items] for p, items in state["cache"].items()}
+        self.counts = Counter(state["counts"])

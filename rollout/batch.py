@@ -1,0 +1,36 @@
+"""What travels between roles (through the object store): one step's candidates and their judgements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    prompts: list[str]  # N = prompts x G, grouped: the G candidates of a prompt are consecutive
+    tokens: torch.Tensor  # (N, T) image-code ids
+    logprobs: torch.Tensor  # (N, T) log-probs under the guided distribution that sampled them
+    images: np.ndarray  # (N, H, W, 3) uint8
+    version: int  # weight version of the policy that sampled
+    group_size: int
+
+    @staticmethod
+    def concat(parts: list["RolloutBatch"]) -> "RolloutBatch":
+        if len({p.group_size for p in parts}) != 1:
+            raise ValueError("rollout parts disagree on the group size")
+        return RolloutBatch([q for p in parts for q in p.prompts], torch.cat([p.tokens for p in parts]),
+                            torch.cat([p.logprobs for p in parts]), np.concatenate([p.images for p in parts]),
+                            min(p.version for p in parts), parts[0].group_size)
+
+
+@dataclass
+class Judgement:
+    rewards: torch.Tensor  # (N,) Eq. 6
+    ref_logprobs: torch.Tensor  # (N, T) under the frozen reference, same guided distribution
+
+    @staticmethod
+    def concat(parts: list["Judgement"]) -> "Judgement":
+        return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]))

@@ -1,0 +1,66 @@
+"""Pure parts of the Meta-TTRL job: bucketing, rubric book fallback and cache, prompt stream, convergence."""
+import pytest
+import torch
+
+from actors.weight_sync import buckets_of, flatten, plan_buckets, unflatten
+from launch.meta_ttrl import PromptStream, converged
+from rewards.introspection import RubricBook, fallback_rubric
+from rewards.rubric import RubricItem
+
+
+def test_buckets_respect_the_size_and_keep_order():
+    assert plan_buckets([40, 40, 40, 100, 10], bucket_bytes=100) == [[0, 1], [2], [3], [4]]
+    assert plan_buckets([300], bucket_bytes=100) == [[0]]  # one oversized tensor travels alone
+    with pytest.raises(ValueError, match="positive"):
+        plan_buckets([1], 0)
+
+
+def test_buckets_never_mix_dtypes_and_round_trip():
+    ts = [torch.ones(3), torch.zeros(2, dtype=torch.float64), torch.arange(4.0).view(2, 2)]
+    buckets = buckets_of(ts, bucket_bytes=1 << 20)
+    assert buckets == [[0, 2], [1]]
+    group = [ts[i] for i in buckets[0]]
+    back = unflatten(flatten(group), group)
+    assert all(torch.equal(a, b) for a, b in zip(back, group))
+    with pytest.raises(ValueError, match="flat buffer"):
+        unflatten(torch.zeros(5), group)
+
+
+def test_rubric_book_retries_then_falls_back_and_caches():
+    calls = []
+
+    def writer(prompts, attempt):
+        calls.append((list(prompts), attempt))
+        return ["object : is there a circle ? yes" if p == "good" or (p == "late" and attempt) else "garbage"
+                for p in prompts]
+
+    book = RubricBook(writer, retries=1)
+    got = book.get(["good", "late", "bad", "good"])
+    assert got[0] == got[3] == [RubricItem("object", "is there a circle ?", "yes")]
+    assert got[1] == got[0] and got[2] == fallback_rubric("bad")
+    assert calls == [(["good", "late", "bad"], 0), (["late", "bad"], 1)]
+    assert dict(book.counts) == {"written": 3, "retried": 2, "fallback": 1}
+    book.get(["bad", "good"])
+    assert len(calls) == 2  # cached: the frozen introspector never writes a prompt's rubric twice
+    restored = RubricBook(writer)
+    restored.load_state(book.state())
+    assert restored.cache == book.cache and restored.counts == book.counts
+
+
+def test_rubric_book_rejects_rubrics_without_an_object_question():
+    book = RubricBook(lambda ps, a: ["count : are there two circles ? yes"] * len(ps), retries=0)
+    assert book.get(["x"]) == [fallback_rubric("x")]
+
+
+def test_prompt_stream_is_seeded_and_covers_every_prompt_each_epoch():
+    a, b = PromptStream(list("abcde"), 3), PromptStream(list("abcde"), 3)
+    first = a.next(5)
+    assert sorted(first) == list("abcde") and first == b.next(5)
+    assert sorted(a.next(5)) == list("abcde") and a.position == 10
+
+
+def test_converged_compares_the_last_two_windows():
+    assert not converged([0.1, 0.2, 0.3], window=2, tol=0.01)  # not enough history
+    assert converged([0.5, 0.5, 0.5, 0.5], window=2, tol=0.01)
+    assert not converged([0.1, 0.1, 0.5, 0.5], window=2, tol=0.01)
+    assert not converged([0.5] * 10, window=0, tol=0.01)
