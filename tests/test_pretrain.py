@@ -13,3 +13,33 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     a, b, c = (load_file(tmp_path / n / "model.safetensors") for n in "abc")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert any(not (a[k] == c[k]).all() for k in a)
+
+
+def test_full_size_step_gives_bitwise_equal_gradients_twice():
+    """At the default sizes (not the tiny ones above), CPU threads accumulate the token-embedding gradient in a
+    varying order (measured: 3e-8 apart) unless `deterministic` is on; reruns then drift apart."""
+    import torch
+    from transformers import JanusForConditionalGeneration
+
+    from models.janus import JanusAdapter
+    from models.toy import TEMPLATES, build_tokenizer, toy_config
+    from toyworld.pretrain import JointData, text_loss
+
+    cfg, tok = pretrain_toy.PretrainConfig(), build_tokenizer()
+
+    def gradients():
+        torch.manual_seed(0)
+        model_cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=cfg.hidden, layers=cfg.layers,
+                               vision_hidden=cfg.vision_hidden, vision_layers=cfg.vision_layers, codebook=64)
+        adapter = JanusAdapter(JanusForConditionalGeneration(model_cfg), tok, TEMPLATES)
+        adapter.model.train()
+        data = JointData(adapter, seed=1)
+        losses = pretrain_toy.understanding_losses(adapter, data, cfg, symbolic=True)
+        (sum(losses.values()) + text_loss(adapter, *data.rubric(cfg.rubric_batch))).backward()
+        return {n: p.grad.clone() for n, p in adapter.model.named_parameters() if p.grad is not None}
+
+    with pretrain_toy.deterministic(cfg.threads):
+        first, second = gradients(), gradients()
+    assert not torch.are_deterministic_algorithms_enabled()  # restored for the rest of the session
+    assert first.keys() == second.keys() and "model.language_model.embed_tokens.weight" in first
+    assert all(torch.equal(first[n], second[n]) for n in first)

@@ -69,15 +69,16 @@ def test_every_labelled_answer_is_the_truth_for_its_own_image(tiny_adapter):
     assert checked >= 40
 
 
-def test_symbolic_scene_holds_colour_plus_shape_words_on_object_tokens_only(tiny_adapter):
+def test_symbolic_scene_holds_colour_shape_and_centre_words_on_object_tokens_only(tiny_adapter):
     from toyworld.pretrain import symbolic_features, without_background
 
     square = Obj("square", "red", 16, 24, 16)
     feats = symbolic_features(tiny_adapter, [[square]])[0].view(8, 8, -1)
     table = tiny_adapter.model.get_input_embeddings().weight
-    red, sq = (tiny_adapter.tok.convert_tokens_to_ids(w) for w in ("red", "square"))
+    red, sq, right, below = (tiny_adapter.tok.convert_tokens_to_ids(w) for w in ("red", "square", "right", "below"))
+    # centre (16, 24) on the 64-px canvas -> x = 2 * 16 / 64 - 1 = -0.5, y = 2 * 24 / 64 - 1 = -0.25
     for y, x in ((2, 1), (2, 2), (3, 1), (3, 2)):
-        assert torch.allclose(feats[y, x], table[red] + table[sq])
+        assert torch.allclose(feats[y, x], table[red] + table[sq] - 0.5 * table[right] - 0.25 * table[below])
     assert feats.abs().sum() > 0 and feats[0, 0].abs().sum() == 0 and (feats.abs().sum(-1) > 0).sum() == 4
 
     data = JointData(tiny_adapter, seed=0)

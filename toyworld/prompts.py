@@ -2,8 +2,11 @@
 
 Splits are deterministic (a fixed seed; no run-time randomness):
 - `heldout`: every prompt that contains a reserved composition: a reserved colour-shape pair or a reserved
-  spatial configuration (both phrasings of it). No reserved composition is ever a text->image pretraining
-  target, nor a `test` prompt, so a gain on `heldout` is a capability, not a memorised instance.
+  spatial configuration (both phrasings of it). No reserved composition is ever named in a text->image
+  pretraining prompt, nor in a `test` prompt, so a gain on `heldout` is a capability, not a memorised
+  instance. Reservation is at the prompt level: a scene drawn for "a photo of a triangle" may show a purple
+  triangle, as one for "a photo of a circle and a triangle" may put the circle above the triangle; what is
+  never seen is the words of a reserved composition mapped to its picture.
 - `test`: where test-time RL runs. Per tag, up to half of the tag's non-reserved prompts (capped); tags whose
   whole space is tiny (single_object: 3 prompts, two_object: 6) keep all their prompts in `test` and in `train`.
 - `train`: the non-reserved prompts not in `test` (plus the tiny tags); the only prompts used as text->image
@@ -126,17 +129,15 @@ def load_split(name: str) -> list[dict]:
     return [dict(m) for m in _splits()[name]]
 
 
-def scene_for(meta: dict, rng: random.Random, avoid_reserved: bool = False) -> list[Obj]:
-    """Sample a scene that satisfies the metadata. Unspecified colours are random; with `avoid_reserved`
-    they never form a reserved colour-shape pair (used for generation pretraining)."""
+def scene_for(meta: dict, rng: random.Random) -> list[Obj]:
+    """Sample a scene that satisfies the metadata; unspecified colours and positions are random."""
     specs, first_index = [], []
     for clause in meta["include"]:
         first_index.append(len(specs))
         for _ in range(clause["count"]):
             color = clause.get("color")
             if color is None:
-                allowed = [c for c in COLORS if not (avoid_reserved and (c, clause["class"]) in RESERVED_PAIRS)]
-                color = rng.choice(allowed)
+                color = rng.choice(COLORS)
             specs.append((clause["class"], color))
     relation = None
     for k, clause in enumerate(meta["include"]):
