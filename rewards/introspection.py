@@ -20,14 +20,23 @@ def fallback_rubric(prompt: str) -> list[RubricItem]:
 
 
 def validate(items: list[RubricItem]) -> list[RubricItem]:
-    """A usable rubric: 1..MAX_ITEMS items, no duplicate question, at least one object question."""
-    if not 1 <= len(items) <= MAX_ITEMS:
-        raise RubricParseError(f"rubric has {len(items)} items; expected 1..{MAX_ITEMS}")
-    if len({i.question for i in items}) != len(items):
-        raise RubricParseError("rubric repeats a question")
-    if not any(i.dimension == "object" for i in items):
+    """A usable rubric: 1..MAX_ITEMS items, at least one object question. A question asked twice with the same
+    target is kept once; one asked with both targets is contradictory and dropped entirely (the rest of the
+    rubric is still good: measured, the toy introspector writes "is A above B ? no" for the converse of a
+    spatial question in ~25% of position prompts)."""
+    targets: dict[str, set[str]] = {}
+    for item in items:
+        targets.setdefault(item.question, set()).add(item.target)
+    seen, kept = set(), []
+    for item in items:
+        if len(targets[item.question]) == 1 and item.question not in seen:
+            kept.append(item)
+            seen.add(item.question)
+    if not 1 <= len(kept) <= MAX_ITEMS:
+        raise RubricParseError(f"rubric has {len(kept)} usable items; expected 1..{MAX_ITEMS}")
+    if not any(i.dimension == "object" for i in kept):
         raise RubricParseError("rubric has no object question")
-    return items
+    return kept
 
 
 # writer(prompts, attempt) -> texts; attempt 0 is greedy, later attempts sample.
@@ -42,7 +51,7 @@ class RubricBook:
             raise ValueError("a rubric book needs a writer (source=introspector) or metadata (source=metadata)")
         self.writer, self.retries, self.metadata = writer, retries, metadata
         self.cache: dict[str, list[RubricItem]] = {}
-        self.counts = Counter()  # written, retried, fallback
+        self.counts = Counter()  # written, retried, repaired (duplicates dropped), fallback
 
     def get(self, prompts: list[str]) -> list[list[RubricItem]]:
         missing = list(dict.fromkeys(p for p in prompts if p not in self.cache))
@@ -64,9 +73,13 @@ class RubricBook:
             failed = []
             for prompt, text in zip(todo, self.writer(todo, attempt)):
                 try:
-                    done[prompt] = validate(parse_rubric(text))
+                    parsed = parse_rubric(text)
+                    done[prompt] = validate(parsed)
                 except RubricParseError:
                     failed.append(prompt)
+                    continue
+                if len(done[prompt]) != len(parsed):
+                    self.counts["repaired"] += 1
             todo = failed
         for prompt in todo:
             done[prompt] = fallback_rubric(prompt)

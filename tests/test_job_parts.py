@@ -64,3 +64,11 @@ def test_converged_compares_the_last_two_windows():
     assert converged([0.5, 0.5, 0.5, 0.5], window=2, tol=0.01)
     assert not converged([0.1, 0.1, 0.5, 0.5], window=2, tol=0.01)
     assert not converged([0.5] * 10, window=0, tol=0.01)
+
+
+def test_contradictory_questions_are_dropped_and_repeats_kept_once():
+    text = ("object : is there a circle ? yes ; object : is there a circle ? yes ; "
+            "spatial : is the circle above the square ? yes ; spatial : is the circle above the square ? no")
+    book = RubricBook(lambda ps, a: [text] * len(ps), retries=0)
+    assert book.get(["p"]) == [[RubricItem("object", "is there a circle ?", "yes")]]
+    assert book.counts["repaired"] == 1 and book.counts["fallback"] == 0
