@@ -70,6 +70,9 @@ class MetaTTRLJob:
             int(self.cfg.sync.bucket_mb * 2**20)) for a in self.rollouts])
         return {**stats, "version": versions[0]}
 
+    def save_policy(self, path: str) -> None:
+        ray.get(self.learners[0].save.remote(path))
+
     def oracle(self, parts: list) -> list:
         return [oracle_correct.remote(part, self.metadata) for part in parts]
 

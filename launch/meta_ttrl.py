@@ -24,6 +24,8 @@ from launch.rundir import RunDir
 
 def check(cfg) -> None:
     load_adapter(cfg.model.path)  # a missing or broken checkpoint fails here, in one line
+    if cfg.trainer.steps < 0:
+        raise UserError(f"trainer.steps must be >= 0 (0: evaluate only), got {cfg.trainer.steps}")
     if cfg.rollout.group_size < 2:
         raise UserError(f"rollout.group_size must be >= 2 (GRPO compares candidates), got {cfg.rollout.group_size}")
     if cfg.rubric.source not in ("introspector", "metadata"):
@@ -90,7 +92,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], run: RunDir) -> 
     t0 = time.time()
     before = {"test": job.evaluate(metas), **({"heldout": job.evaluate(heldout)} if heldout else {})}
     stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
-    rewards_seen = []
+    rewards_seen = []  # one mean reward per step done
     for step in trange(cfg.trainer.steps, desc="meta-ttrl"):
         t = time.time()
         prompts = stream.next(cfg.data.prompts_per_step)
@@ -105,8 +107,9 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], run: RunDir) -> 
                  "rubric": job.rubric_counts(), **stats})
         if converged(rewards_seen, cfg.trainer.converge_window, cfg.trainer.converge_tol):
             break
+    job.save_policy(str(run.path / "final"))  # loadable by plain transformers (save_pretrained)
     after = {"test": job.evaluate(metas), **({"heldout": job.evaluate(heldout)} if heldout else {})}
-    summary = {"before": before["test"], "after": after["test"], "steps": step + 1, "wall_s": time.time() - t0}
+    summary = {"before": before["test"], "after": after["test"], "steps": len(rewards_seen), "wall_s": time.time() - t0}
     if heldout:
         summary |= {"heldout_before": before["heldout"], "heldout_after": after["heldout"]}
     run.write_json("summary.json", summary)

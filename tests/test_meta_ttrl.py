@@ -47,6 +47,15 @@ def test_the_main_job_runs_end_to_end_and_writes_its_run_directory(ray_local, tm
     assert (tmp_path / "config.yaml").is_file() and "overall" in capsys.readouterr().out
 
 
+def test_same_seed_on_policy_runs_give_bitwise_identical_final_weights(ray_local, tmp_path):
+    from safetensors.torch import load_file
+
+    for name in ("a", "b"):
+        meta_ttrl.main(SHORT + [f"run.dir={tmp_path / name}"])
+    a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("override, message", [
     ("rollout.group_size=1", "group_size must be >= 2"),
     ("rubric.source=oracle", "rubric.source"),

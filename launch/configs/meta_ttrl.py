@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     split: str = "test"  # where test-time RL runs: a built-in split or a GenEval-format .jsonl
-    heldout: str = "heldout"  # measured before and after, never trained on ("" to skip)
+    heldout: Optional[str] = "heldout"  # measured before and after, never trained on (`data.heldout=` to skip)
     prompts_per_step: int = 8
     eval_samples: int = 4  # images per prompt in the before/after evaluation
     eval_max_prompts: int = 0  # 0 = every prompt
