@@ -65,3 +65,22 @@ def test_bad_config_is_one_clear_line(override, message, tmp_path):
     from launch.cli import UserError
     with pytest.raises(UserError, match=message):
         meta_ttrl.main(SHORT + [override, f"run.dir={tmp_path}"])
+
+
+def test_two_data_parallel_learners_stay_identical_over_gloo(ray_local):
+    from actors.job import MetaTTRLJob
+
+    cfg = parse_config(MetaTTRLConfig, SHORT + ["trainer.learners=2"], "test")
+    metas = load_split("test")[:2]
+    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
+    try:
+        initial = ray_local.get(job.learners[0].weights.remote())
+        parts = job.rollout([m["prompt"] for m in metas])
+        job.update(parts, job.judge(parts))
+        first, second, rollout = ray_local.get([job.learners[0].weights.remote(), job.learners[1].weights.remote(),
+                                                job.rollouts[0].weights.remote()])
+        assert any(not torch.equal(initial[n], first[n]) for n in first)
+        # each rank trained on its own half; averaged gradients keep the ranks equal
+        assert all(torch.equal(first[n], second[n]) and torch.equal(first[n], rollout[n]) for n in first)
+    finally:
+        job.shutdown()
