@@ -26,16 +26,20 @@ def oracle_correct(batch: RolloutBatch, metadata: dict[str, dict]) -> list[bool]
 class MetaTTRLJob:
     def __init__(self, cfg, metadata: dict[str, dict]):
         self.cfg, self.metadata = cfg, metadata
-        m, res, tr = cfg.model, cfg.resources, cfg.trainer
+        m, res, tr, seed = cfg.model, cfg.resources, cfg.trainer, cfg.run.seed
         bucket = int(cfg.sync.bucket_mb * 2**20)
-        self.learners, g_learn = place_role(LearnerActor, "learner", tr.learners, res.learner, res.strategy, lambda i: (
-            m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, cfg.run.seed, i,
-            tr.learners, bucket))
+
+        def learner_args(i):
+            return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
+                    tr.learners, bucket)
+
+        self.learners, g_learn = place_role(LearnerActor, "learner", tr.learners, res.learner, res.strategy,
+                                            learner_args)
         self.rollouts, g_roll = place_role(RolloutActor, "rollout", cfg.rollout.actors, res.rollout, res.strategy,
-                                   lambda i: (m.path, m.threads, cfg.run.seed * 1000 + i))
-        self.introspectors, g_intro = place_role(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
-                                        res.strategy, lambda i: (m.path, m.threads, cfg.rubric, metadata,
-                                                                 cfg.run.seed))
+                                           lambda i: (m.path, m.threads, seed * 1000 + i))
+        self.introspectors, g_intro = place_role(IntrospectorActor, "introspector", tr.introspectors,
+                                                 res.introspector, res.strategy,
+                                                 lambda i: (m.path, m.threads, cfg.rubric, metadata, seed))
         self.groups = [g_learn, g_roll, g_intro]
         self._join_collective()
 
@@ -80,7 +84,8 @@ class MetaTTRLJob:
         d = self.cfg.data
         chunk = metas[: d.eval_max_prompts] if d.eval_max_prompts > 0 else metas
         r = self.cfg.rollout
-        return ray.get(self.rollouts[0].evaluate.remote(chunk, d.eval_samples, r.guidance, r.temperature, self.cfg.run.seed))
+        return ray.get(self.rollouts[0].evaluate.remote(chunk, d.eval_samples, r.guidance, r.temperature,
+                                                        self.cfg.run.seed))
 
     def rubric_counts(self) -> dict:
         total: dict = {}

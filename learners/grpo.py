@@ -25,7 +25,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, min_std: float = 1e
     groups = rewards.view(-1, group_size).double()
     std = groups.std(dim=1, keepdim=True)
     flat = std <= min_std
-    adv = torch.where(flat, torch.zeros_like(groups), (groups - groups.mean(dim=1, keepdim=True)) / std.clamp_min(min_std))
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    adv = torch.where(flat, torch.zeros_like(groups), centred / std.clamp_min(min_std))
     return adv.view(-1).to(rewards.dtype), int(flat.sum())
 
 
