@@ -27,7 +27,7 @@ class MetaTTRLJob:
     def __init__(self, cfg, metadata: dict[str, dict]):
         self.cfg, self.metadata = cfg, metadata
         m, res, tr, seed = cfg.model, cfg.resources, cfg.trainer, cfg.run.seed
-        bucket = int(cfg.sync.bucket_mb * 2**20)
+        self.bucket_bytes = bucket = int(cfg.sync.bucket_mb * 2**20)
 
         def learner_args(i):
             return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
@@ -70,8 +70,8 @@ class MetaTTRLJob:
     def update(self, parts: list, judgements: list) -> dict:
         """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives."""
         stats = ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
-        versions = ray.get([self.learners[0].broadcast.remote()] + [a.receive_weights.remote(
-            int(self.cfg.sync.bucket_mb * 2**20)) for a in self.rollouts])
+        versions = ray.get([self.learners[0].broadcast.remote()] + [a.receive_weights.remote(self.bucket_bytes)
+                                                                  for a in self.rollouts])
         return {**stats, "version": versions[0]}
 
     def save_policy(self, path: str) -> None:

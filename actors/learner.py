@@ -6,7 +6,7 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.grpo_trainer import GRPOTrainer
+from learners.grpo_trainer import GRPOTrainer, generator_state
 from models.janus import JanusAdapter
 from rollout.batch import Judgement, RolloutBatch
 
@@ -43,7 +43,7 @@ class LearnerActor:
                                              self.a.device)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.trainer.named}
+        return generator_state(self.a.model)
 
     def save(self, path: str) -> None:
         self.a.save_pretrained(path)

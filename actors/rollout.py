@@ -6,7 +6,7 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.grpo_trainer import generator_parameters
+from learners.grpo_trainer import generator_parameters, generator_state
 from models.janus import JanusAdapter
 from rollout.batch import RolloutBatch
 
@@ -35,7 +35,7 @@ class RolloutActor:
                             self.version, group_size)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in generator_parameters(self.a.model)}
+        return generator_state(self.a.model)
 
     def evaluate(self, metas: list[dict], samples: int, guidance: float, temperature: float, seed: int) -> dict:
         from toyworld.evaluation import generation_score

@@ -8,6 +8,7 @@ writes and scores itself (Algorithm 1; equations in DESIGN.md §2).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -45,7 +46,7 @@ def connect(address: str, cpus_needed: float) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or None, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(_node_ip_address="127.0.0.1", num_cpus=max(os.cpu_count() or 1, int(cpus_needed + 0.999)),
+        ray.init(_node_ip_address="127.0.0.1", num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)),
                  runtime_env=env, include_dashboard=False, log_to_driver=False)
 
 

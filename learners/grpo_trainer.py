@@ -17,6 +17,11 @@ def generator_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if n.startswith(GENERATOR_PREFIXES)]
 
 
+def generator_state(model) -> dict[str, torch.Tensor]:
+    """A detached copy of the generator's weights (what a sync must make equal across roles)."""
+    return {n: p.detach().clone() for n, p in generator_parameters(model)}
+
+
 class GRPOTrainer:
     def __init__(self, adapter, cfg_grpo, guidance: float, temperature: float, seed: int,
                  allreduce=lambda params: None, rank: int = 0, world: int = 1):

@@ -1,5 +1,6 @@
 """The Meta-TTRL job on a real local Ray cluster with the embedded toy model."""
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -13,13 +14,21 @@ SHORT = ["trainer.steps=2", "data.prompts_per_step=2", "rollout.group_size=2", "
          "data.eval_samples=1", "grpo.lr=1e-3"]
 
 
-def test_after_a_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
+@contextmanager
+def started_job(overrides: list[str], n_prompts: int):
+    """The job's actors on the session's Ray cluster (shut down after), with the first test prompts."""
     from actors.job import MetaTTRLJob
 
-    cfg = parse_config(MetaTTRLConfig, SHORT + ["rollout.actors=2"], "test")
-    metas = load_split("test")[:4]
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
+    metas = load_split("test")[:n_prompts]
+    job = MetaTTRLJob(parse_config(MetaTTRLConfig, SHORT + overrides, "test"), {m["prompt"]: m for m in metas})
     try:
+        yield job, metas
+    finally:
+        job.shutdown()
+
+
+def test_after_a_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
+    with started_job(["rollout.actors=2"], 4) as (job, metas):
         before = ray_local.get(job.rollouts[1].weights.remote())
         parts = job.rollout([m["prompt"] for m in metas[:2]])
         stats = job.update(parts, job.judge(parts))
@@ -31,8 +40,6 @@ def test_after_a_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
             assert held.keys() == learner.keys() and all(torch.equal(held[n], learner[n]) for n in learner)
         batch = ray_local.get(job.rollout([metas[0]["prompt"]])[0])
         assert batch.version == 1  # samples record the weights that produced them
-    finally:
-        job.shutdown()
 
 
 def test_the_main_job_runs_end_to_end_and_writes_its_run_directory(ray_local, tmp_path, capsys):
@@ -68,12 +75,7 @@ def test_bad_config_is_one_clear_line(override, message, tmp_path):
 
 
 def test_two_data_parallel_learners_stay_identical_over_gloo(ray_local):
-    from actors.job import MetaTTRLJob
-
-    cfg = parse_config(MetaTTRLConfig, SHORT + ["trainer.learners=2"], "test")
-    metas = load_split("test")[:2]
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
-    try:
+    with started_job(["trainer.learners=2"], 2) as (job, metas):
         initial = ray_local.get(job.learners[0].weights.remote())
         parts = job.rollout([m["prompt"] for m in metas])
         job.update(parts, job.judge(parts))
@@ -82,5 +84,3 @@ def test_two_data_parallel_learners_stay_identical_over_gloo(ray_local):
         assert any(not torch.equal(initial[n], first[n]) for n in first)
         # each rank trained on its own half; averaged gradients keep the ranks equal
         assert all(torch.equal(first[n], second[n]) and torch.equal(first[n], rollout[n]) for n in first)
-    finally:
-        job.shutdown()
