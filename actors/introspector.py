@@ -3,6 +3,8 @@ and gives reference log-probs for the KL term."""
 
 from __future__ import annotations
 
+import time
+
 import ray
 import torch
 
@@ -11,6 +13,7 @@ from rewards.introspection import RubricBook
 from rewards.rubric import SCHEMA_INSTRUCTION, RubricItem
 from rewards.scoring import question_scores, rubric_rewards
 from rollout.batch import Judgement, RolloutBatch
+
 
 @ray.remote
 class IntrospectorActor:
@@ -34,6 +37,7 @@ class IntrospectorActor:
 
     @torch.no_grad()
     def judge(self, batch: RolloutBatch, guidance: float, temperature: float, chunk: int = 256) -> Judgement:
+        t0 = time.perf_counter()
         rubrics = self.book.get(batch.prompts)
         questions, index, target = [], [], []
         for i, items in enumerate(rubrics):
@@ -47,4 +51,4 @@ class IntrospectorActor:
         scores = question_scores(probs, torch.tensor(target))
         rewards = rubric_rewards(scores, torch.tensor(index), len(batch.prompts))
         ref = self.a.image_logprobs(batch.prompts, batch.tokens, guidance, temperature)
-        return Judgement(rewards, ref)
+        return Judgement(rewards, ref, time.perf_counter() - t0)

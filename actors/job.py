@@ -31,7 +31,7 @@ class MetaTTRLJob:
 
         def learner_args(i):
             return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
-                    tr.learners, bucket)
+                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0)
 
         self.learners, g_learn = place_role(LearnerActor, "learner", tr.learners, res.learner, res.strategy,
                                             learner_args)
@@ -68,11 +68,12 @@ class MetaTTRLJob:
         return [self.introspectors[i % m].judge.remote(part, r.guidance, r.temperature) for i, part in enumerate(parts)]
 
     def update(self, parts: list, judgements: list) -> dict:
-        """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives."""
+        """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives (after
+        the samples already queued on it: in async mode those are the next step's, one version behind)."""
         stats = ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
-        versions = ray.get([self.learners[0].broadcast.remote()] + [a.receive_weights.remote(self.bucket_bytes)
-                                                                  for a in self.rollouts])
-        return {**stats, "version": versions[0]}
+        sent, *received = ray.get([self.learners[0].broadcast.remote()] +
+                                  [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
+        return {**stats, "version": sent, "sync_s": max(seconds for _, seconds in received)}
 
     def save_policy(self, path: str) -> None:
         ray.get(self.learners[0].save.remote(path))
@@ -86,6 +87,10 @@ class MetaTTRLJob:
         r = self.cfg.rollout
         return ray.get(self.rollouts[0].evaluate.remote(chunk, d.eval_samples, r.guidance, r.temperature,
                                                         self.cfg.run.seed))
+
+    def grid(self, prompts: list[str], per_prompt: int):
+        r = self.cfg.rollout
+        return ray.get(self.rollouts[0].grid.remote(prompts, per_prompt, r.guidance, r.temperature, self.cfg.run.seed))
 
     def rubric_counts(self) -> dict:
         total: dict = {}

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 import ray
 import torch
 
 from actors import weight_sync
 from learners.grpo_trainer import GRPOTrainer, generator_state
 from models.janus import JanusAdapter
-from rollout.batch import Judgement, RolloutBatch
+from rollout.batch import Judgement, RolloutBatch, split_stale
 
 
 @ray.remote
 class LearnerActor:
     def __init__(self, model_path: str, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
-                 rank: int, world: int, bucket_bytes: int):
+                 rank: int, world: int, bucket_bytes: int, max_staleness: int = 0):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.a = JanusAdapter.from_pretrained(model_path)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
-        self.groups, self.version = None, 0
+        self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
         self.trainer = GRPOTrainer(self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world)
 
     def address(self) -> tuple[str, int]:
@@ -32,11 +34,21 @@ class LearnerActor:
         weight_sync.allreduce_gradients(params, self.groups, self.world, self.bucket_bytes)
 
     def step(self, parts: list, judgements: list) -> dict:
-        """One GRPO update on a step's rollout parts and their judgements (lists of object refs)."""
-        batch = RolloutBatch.concat(ray.get(parts))
-        stats = self.trainer.step(batch, Judgement.concat(ray.get(judgements)))
+        """One GRPO update on a step's rollout parts and their judgements (lists of object refs). Parts more
+        than `max_staleness` versions behind this learner are dropped and counted, never trained on."""
+        t0 = time.perf_counter()
+        parts, judged = ray.get(parts), ray.get(judgements)
+        staleness = [self.version - p.version for p in parts]
+        fresh, stale = split_stale([p.version for p in parts], self.version, self.max_staleness)
+        self.stale_dropped += sum(len(parts[i].prompts) for i in stale)
+        timing = {"rollout_s": max(p.sample_s for p in parts), "judge_s": max(j.judge_s for j in judged)}
+        info = {"staleness_max": max(staleness), "stale_dropped": self.stale_dropped, **timing}
+        if not fresh:  # nothing to learn from: the weights (and their version) stay as they are
+            return {**info, "updates": 0, "train_s": time.perf_counter() - t0}
+        stats = self.trainer.step(RolloutBatch.concat([parts[i] for i in fresh]),
+                                  Judgement.concat([judged[i] for i in fresh]))
         self.version += 1
-        return stats
+        return {**stats, **info, "train_s": time.perf_counter() - t0}
 
     def broadcast(self) -> int:
         return weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,

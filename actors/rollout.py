@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import ray
 import torch
 
@@ -24,15 +26,24 @@ class RolloutActor:
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
 
-    def receive_weights(self, bucket_bytes: int) -> int:
+    def receive_weights(self, bucket_bytes: int) -> tuple[int, float]:
+        """The learner's newest weights, in place; returns (version now held, seconds the transfer took)."""
+        t0 = time.perf_counter()
         self.version = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
                                                      self.a.device)
-        return self.version
+        return self.version, time.perf_counter() - t0
 
     def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:
+        t0 = time.perf_counter()
         out = self.a.sample(prompts, group_size, guidance, temperature, self.gen)
         return RolloutBatch([p for p in prompts for _ in range(group_size)], out.tokens, out.logprobs, out.images,
-                            self.version, group_size)
+                            self.version, group_size, time.perf_counter() - t0)
+
+    def grid(self, prompts: list[str], per_prompt: int, guidance: float, temperature: float, seed: int):
+        """Images of fixed prompts drawn with fixed noise (the same every call: what changes is the weights);
+        returns (images, weight version)."""
+        out = self.a.sample(prompts, per_prompt, guidance, temperature, torch.Generator().manual_seed(seed))
+        return out.images, self.version
 
     def weights(self) -> dict[str, torch.Tensor]:
         return generator_state(self.a.model)

@@ -12,15 +12,19 @@ import math
 import os
 import random
 import time
+from collections import deque
 
 import numpy as np
 import ray
+from omegaconf import OmegaConf
 from tqdm import trange
 
 from launch.cli import UserError, parse_config, run_main
 from launch.configs.meta_ttrl import MetaTTRLConfig
 from launch.evaluate import load_adapter, load_prompts
+from launch.report import save_grid, write_report
 from launch.rundir import RunDir
+from launch.tracking import Tracker, wandb_mode
 
 
 def check(cfg) -> None:
@@ -31,8 +35,9 @@ def check(cfg) -> None:
         raise UserError(f"rollout.group_size must be >= 2 (GRPO compares candidates), got {cfg.rollout.group_size}")
     if cfg.rubric.source not in ("introspector", "metadata"):
         raise UserError(f"rubric.source {cfg.rubric.source!r} is not one of: introspector, metadata")
-    if cfg.trainer.async_mode:
-        raise UserError("trainer.async_mode=true is not available yet; use trainer.async_mode=false")
+    if cfg.trainer.max_staleness < 0:
+        raise UserError(f"trainer.max_staleness must be >= 0, got {cfg.trainer.max_staleness}")
+    wandb_mode(cfg.run.wandb)
     if (cfg.data.prompts_per_step * cfg.rollout.group_size) % cfg.trainer.learners:
         raise UserError("prompts_per_step x group_size must divide evenly over trainer.learners")
 
@@ -78,43 +83,89 @@ def main(argv: list[str]) -> None:
     res = cfg.resources
     connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus + cfg.trainer.learners *
             res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
+    tracker = Tracker(run, cfg.run, OmegaConf.to_container(cfg))
     job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas + heldout})
     try:
-        summary = meta_ttrl(job, cfg, metas, heldout, run)
+        summary = meta_ttrl(job, cfg, metas, heldout, tracker)
     finally:
         job.shutdown()
-        run.close()
+        tracker.close()
     print_table(summary)
-    print(f"run directory: {run.path}")
+    print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}")
 
 
-def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], run: RunDir) -> dict:
-    """Algorithm 1: until T steps or the reward converges: rubric -> sample G -> score -> GRPO step."""
-    t0 = time.time()
-    before = {"test": job.evaluate(metas), **({"heldout": job.evaluate(heldout)} if heldout else {})}
+def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker) -> dict:
+    """Algorithm 1: until T steps or the reward converges: rubric -> sample G -> score -> GRPO step.
+    Async mode keeps the rollouts (and scoring) of the next `max_staleness` steps in flight during an update."""
+    t0, tr = time.time(), cfg.trainer
+    grids = Grids(job, tracker.run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every)
+    before = evaluate_splits(job, metas, heldout)
+    grids.draw("before training")
     stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
-    rewards_seen = []  # one mean reward per step done
-    for step in trange(cfg.trainer.steps, desc="meta-ttrl"):
+    ahead = tr.max_staleness if tr.async_mode else 0
+    in_flight, rewards_seen = deque(), []
+    progress = trange(tr.steps, desc="meta-ttrl")
+    for step in progress:
         t = time.time()
-        prompts = stream.next(cfg.data.prompts_per_step)
-        parts = job.rollout(prompts)              # sample G candidates per prompt
-        judgements = job.judge(parts)             # rubric (written once, cached) -> Eq. 5-6 rewards, reference
-        oracle = job.oracle(parts)                # metrics only: the oracle never reaches the policy
-        stats = job.update(parts, judgements)     # GRPO (Eq. 7-8), then weights to the rollout actors
+        while len(in_flight) <= ahead and step + len(in_flight) < tr.steps:
+            parts = job.rollout(stream.next(cfg.data.prompts_per_step))  # sample G candidates per prompt
+            # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the oracle is for metrics only
+            in_flight.append((parts, job.judge(parts), job.oracle(parts)))
+        parts, judgements, oracle = in_flight.popleft()
+        stats = job.update(parts, judgements)  # GRPO (Eq. 7-8), then the weights to the rollout actors
         rewards = np.concatenate([j.rewards.numpy() for j in ray.get(judgements)])
         rewards_seen.append(float(rewards.mean()))
-        run.log({"step": step, "reward_mean": rewards_seen[-1], "reward_std": float(rewards.std()),
-                 "oracle": float(np.mean(np.concatenate(ray.get(oracle)))), "step_s": time.time() - t,
-                 "rubric": job.rubric_counts(), **stats})
-        if converged(rewards_seen, cfg.trainer.converge_window, cfg.trainer.converge_tol):
+        record = {"step": step, "reward_mean": rewards_seen[-1], "reward_std": float(rewards.std()),
+                  "oracle": float(np.mean(np.concatenate(ray.get(oracle)))), **stats,
+                  "step_s": time.time() - t, "rubric": job.rubric_counts()}
+        tracker.log(record)
+        progress.set_postfix(reward=f"{record['reward_mean']:.3f}", oracle=f"{record['oracle']:.3f}")
+        grids.after_step(step + 1)
+        if converged(rewards_seen, tr.converge_window, tr.converge_tol):
             break
-    job.save_policy(str(run.path / "final"))  # loadable by plain transformers (save_pretrained)
-    after = {"test": job.evaluate(metas), **({"heldout": job.evaluate(heldout)} if heldout else {})}
+    job.save_policy(str(tracker.run.path / "final"))  # loadable by plain transformers (save_pretrained)
+    grids.draw("after training")
+    after = evaluate_splits(job, metas, heldout)
     summary = {"before": before["test"], "after": after["test"], "steps": len(rewards_seen), "wall_s": time.time() - t0}
     if heldout:
         summary |= {"heldout_before": before["heldout"], "heldout_after": after["heldout"]}
-    run.write_json("summary.json", summary)
+    tracker.summary(summary)
+    write_report(tracker.run.path, summary, grids.drawn, grids.prompts)
     return summary
+
+
+def evaluate_splits(job, metas: list[dict], heldout: list[dict]) -> dict:
+    return {"test": job.evaluate(metas), **({"heldout": job.evaluate(heldout)} if heldout else {})}
+
+
+def grid_prompts(metas: list[dict], n: int) -> list[str]:
+    """The first prompt of each tag, in the split's order, then further prompts until n."""
+    firsts = list({m["tag"]: m["prompt"] for m in reversed(metas)}.values())[::-1]
+    rest = [m["prompt"] for m in metas if m["prompt"] not in firsts]
+    return (firsts + rest)[:n]
+
+
+class Grids:
+    """Image grids of fixed prompts with fixed noise, every `every` steps: rows are prompts, columns samples."""
+    PER_PROMPT = 4
+
+    def __init__(self, job, run_path, prompts: list[str], every: int):
+        self.job, self.path, self.prompts, self.every = job, run_path / "grids", prompts, every
+        self.drawn: list[tuple[str, str]] = []  # (label, file relative to the run directory)
+
+    def draw(self, label: str) -> None:
+        if not self.prompts:
+            return
+        images, version = self.job.grid(self.prompts, self.PER_PROMPT)
+        name = f"grid_v{version:04d}.png"
+        if self.drawn and self.drawn[-1][1].endswith(name):  # these weights are drawn already
+            return
+        save_grid(images, len(self.prompts), self.path / name)
+        self.drawn.append((f"{label} (weights v{version})", f"grids/{name}"))
+
+    def after_step(self, done: int) -> None:
+        if self.every > 0 and done % self.every == 0:
+            self.draw(f"after step {done}")
 
 
 def converged(history: list[float], window: int, tol: float) -> bool:

@@ -16,6 +16,7 @@ class RolloutBatch:
     images: np.ndarray  # (N, H, W, 3) uint8
     version: int  # weight version of the policy that sampled
     group_size: int
+    sample_s: float = 0.0  # seconds the rollout actor spent sampling this part
 
     @staticmethod
     def concat(parts: list["RolloutBatch"]) -> "RolloutBatch":
@@ -23,14 +24,23 @@ class RolloutBatch:
             raise ValueError("rollout parts disagree on the group size")
         return RolloutBatch([q for p in parts for q in p.prompts], torch.cat([p.tokens for p in parts]),
                             torch.cat([p.logprobs for p in parts]), np.concatenate([p.images for p in parts]),
-                            min(p.version for p in parts), parts[0].group_size)
+                            min(p.version for p in parts), parts[0].group_size, max(p.sample_s for p in parts))
 
 
 @dataclass
 class Judgement:
     rewards: torch.Tensor  # (N,) Eq. 6
     ref_logprobs: torch.Tensor  # (N, T) under the frozen reference, same guided distribution
+    judge_s: float = 0.0  # seconds the introspector spent on this part
 
     @staticmethod
     def concat(parts: list["Judgement"]) -> "Judgement":
-        return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]))
+        return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]),
+                         max(p.judge_s for p in parts))
+
+
+def split_stale(versions: list[int], learner_version: int, max_staleness: int) -> tuple[list[int], list[int]]:
+    """Indices of the parts fresh enough to train on and of those to drop. A part sampled by weight version v
+    is `learner_version - v` updates old; async training tolerates at most `max_staleness`."""
+    fresh = [i for i, v in enumerate(versions) if learner_version - v <= max_staleness]
+    return fresh, [i for i in range(len(versions)) if i not in fresh]

@@ -72,3 +72,54 @@ def test_contradictory_questions_are_dropped_and_repeats_kept_once():
     book = RubricBook(lambda ps, a: [text] * len(ps), retries=0)
     assert book.get(["p"]) == [[RubricItem("object", "is there a circle ?", "yes")]]
     assert book.counts["repaired"] == 1 and book.counts["fallback"] == 0
+
+
+def test_split_stale_keeps_parts_within_the_bound():
+    from rollout.batch import split_stale
+    # learner at version 5: parts from versions 5, 4, 3, 2 are 0, 1, 2, 3 updates old
+    assert split_stale([5, 4, 3, 2], 5, 1) == ([0, 1], [2, 3])
+    assert split_stale([5, 4, 3, 2], 5, 0) == ([0], [1, 2, 3])
+    assert split_stale([3, 3], 5, 2) == ([0, 1], [])
+
+
+def test_flatten_keeps_numbers_and_names_nested_keys():
+    from launch.tracking import flatten
+    record = {"step": 3, "rubric": {"written": 2, "fallback": 1}, "note": "x", "ok": True, "kl": 0.5}
+    assert flatten(record) == {"step": 3, "rubric/written": 2, "rubric/fallback": 1, "kl": 0.5}
+
+
+def test_wandb_mode_is_offline_without_credentials(monkeypatch):
+    from launch.cli import UserError
+    from launch.tracking import wandb_mode
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_mode("auto") == "offline" and wandb_mode("off") == "off"
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    assert wandb_mode("auto") == "online"
+    with pytest.raises(UserError, match="run.wandb 'yes' is not one of"):
+        wandb_mode("yes")
+
+
+def test_grid_places_prompts_in_rows_and_report_survives_a_torn_metrics_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from launch.report import read_metrics, save_grid, write_report
+    images = np.zeros((6, 8, 8, 3), np.uint8)
+    images[3:] = 200  # second prompt's samples
+    save_grid(images, 2, tmp_path / "grids" / "g.png")
+    grid = np.array(Image.open(tmp_path / "grids" / "g.png"))
+    assert grid.shape == (2 * 2 * 10, 2 * 3 * 10, 3)  # 2 rows x 3 columns of (8 + 2 gutter) px, upscaled x2
+    assert grid[0, 0, 0] == 0 and grid[20, 0, 0] == 200
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "reward_mean": 0.2, "oracle": 0.1}\n{"step": 1, "rew')
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 0, "reward_mean": 0.2, "oracle": 0.1}]
+    table = {"overall": 0.25, "per_tag": {"colors": 0.25}}
+    page = write_report(tmp_path, {"before": table, "after": {"overall": 0.5, "per_tag": {"colors": 0.5}},
+                                   "steps": 1, "wall_s": 3.0}, [("before", "grids/g.png")], ["a", "b"]).read_text()
+    assert "+0.250" in page and "grids/g.png" in page and (tmp_path / "curves.png").is_file()
+
+
+def test_grid_prompts_take_one_prompt_per_tag_first():
+    from launch.meta_ttrl import grid_prompts
+    metas = [{"tag": "a", "prompt": "a1"}, {"tag": "a", "prompt": "a2"}, {"tag": "b", "prompt": "b1"}]
+    assert grid_prompts(metas, 2) == ["a1", "b1"] and grid_prompts(metas, 5) == ["a1", "b1", "a2"]

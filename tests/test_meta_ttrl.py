@@ -42,16 +42,35 @@ def test_after_a_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
         assert batch.version == 1  # samples record the weights that produced them
 
 
-def test_the_main_job_runs_end_to_end_and_writes_its_run_directory(ray_local, tmp_path, capsys):
-    meta_ttrl.main(SHORT + [f"run.dir={tmp_path}"])
+def test_the_main_job_runs_end_to_end_async_and_writes_its_run_directory(ray_local, tmp_path, capsys):
+    meta_ttrl.main(SHORT + ["trainer.steps=3", "trainer.async_mode=true", "run.grid_every=2", f"run.dir={tmp_path}"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"before", "after", "heldout_before", "heldout_after", "steps", "wall_s"} <= summary.keys()
-    assert summary["steps"] == 2 and 0 <= summary["after"]["overall"] <= 1
+    assert summary["steps"] == 3 and 0 <= summary["after"]["overall"] <= 1
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [0, 1]
-    assert all(0 <= m["reward_mean"] <= 1 and 0 <= m["oracle"] <= 1 and m["version"] == m["step"] + 1 for m in lines)
+    assert [m["step"] for m in lines] == [0, 1, 2] and [m["version"] for m in lines] == [1, 2, 3]
+    # the rollout of step t+1 overlapped the update of step t: one version behind, within max_staleness=1
+    assert [m["staleness_max"] for m in lines] == [0, 1, 1] and lines[-1]["stale_dropped"] == 0
+    assert all(0 <= m["reward_mean"] <= 1 and 0 <= m["oracle"] <= 1 and m["sync_s"] >= 0 for m in lines)
     assert lines[-1]["rubric"]["written"] >= 2
+    grids = sorted(p.name for p in (tmp_path / "grids").iterdir())
+    assert grids == ["grid_v0000.png", "grid_v0002.png", "grid_v0003.png"]  # before, after step 2, after
+    report = (tmp_path / "report.html").read_text()
+    assert all(f"grids/{g}" in report for g in grids) and (tmp_path / "curves.png").is_file()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))  # no credentials here: wandb logs offline
     assert (tmp_path / "config.yaml").is_file() and "overall" in capsys.readouterr().out
+
+
+def test_learner_drops_samples_older_than_max_staleness(ray_local):
+    with started_job(["trainer.async_mode=true", "trainer.max_staleness=1"], 2) as (job, metas):
+        prompts = [m["prompt"] for m in metas]
+        old = job.rollout(prompts)  # version 0
+        for _ in range(2):
+            parts = job.rollout(prompts)
+            assert job.update(parts, job.judge(parts))["updates"] == 1
+        stats = job.update(old, job.judge(old))  # the learner is at version 2: these are 2 versions old
+        assert stats["updates"] == 0 and stats["stale_dropped"] == 2 * 2 and stats["staleness_max"] == 2
+        assert stats["version"] == 2  # nothing trained, nothing new to publish
 
 
 def test_same_seed_on_policy_runs_give_bitwise_identical_final_weights(ray_local, tmp_path):

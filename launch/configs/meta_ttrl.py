@@ -81,8 +81,8 @@ class TrainerConfig:
     steps: int = 20  # T
     converge_window: int = 0  # stop early when the mean reward over this many steps stops rising (0: off)
     converge_tol: float = 1e-3
-    async_mode: bool = False  # overlap rollout of step t+1 with the update of step t
-    max_staleness: int = 1
+    async_mode: bool = False  # overlap rollout of step t+1 with the update of step t (false: strictly on-policy)
+    max_staleness: int = 1  # async: samples at most this many weight versions old; the pipeline runs this far ahead
     learners: int = 1  # K data-parallel learner ranks
     introspectors: int = 1
 
@@ -94,8 +94,10 @@ class RunConfig:
     dir: str = ""
     seed: int = 0
     ray_address: str = ""  # "" = the RAY_ADDRESS a job was submitted with, else a new local cluster
-    grid_prompts: int = 4  # fixed prompts drawn as image grids over steps
-    wandb: bool = False
+    grid_prompts: int = 4  # fixed prompts (one per tag) drawn as image grids over training (0: none)
+    grid_every: int = 5  # steps between grids (and one before the first step and one after the last)
+    wandb: str = "auto"  # auto (online with WANDB_API_KEY, else offline in the run dir) | online | offline | off
+    wandb_project: str = "meta-ttrl"
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""What a run leaves for a person to look at: image grids of fixed prompts over training, and report.html
+(grids over time, reward and oracle curves, the before/after table). Files only: no Ray, no models."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def save_grid(images: np.ndarray, rows: int, path: Path) -> None:
+    """(rows*cols, H, W, 3) uint8, row-major (one prompt per row) -> one PNG with 2-pixel gutters."""
+    n, h, w, _ = images.shape
+    cols = n // rows
+    canvas = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * (h + 2): r * (h + 2) + h, c * (w + 2): c * (w + 2) + w] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).resize((canvas.shape[1] * 2, canvas.shape[0] * 2), Image.NEAREST).save(path)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl, tolerating a torn last line (a run killed mid-write loses only that line)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_curves(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [m["step"] for m in metrics]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for key, label in (("reward_mean", "mean reward (own rubric, Eq. 6)"), ("oracle", "oracle score (metrics only)")):
+        top.plot(steps, [m.get(key, np.nan) for m in metrics], marker=".", label=label)
+    top.set_ylim(0, 1)
+    top.set_ylabel("per step, training samples")
+    top.legend()
+    bottom.plot(steps, [m.get("kl", np.nan) for m in metrics], color="tab:red", label="k3 KL to reference")
+    bottom.plot(steps, [m.get("clip_fraction", np.nan) for m in metrics], color="tab:gray", label="clip fraction")
+    bottom.set_xlabel("step")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _table(summary: dict) -> str:
+    rows = []
+    for split, before, after in (("test", "before", "after"), ("heldout", "heldout_before", "heldout_after")):
+        if before not in summary:
+            continue
+        b, a = summary[before], summary[after]
+        for tag in [*b["per_tag"], "overall"]:
+            x = b["overall"] if tag == "overall" else b["per_tag"][tag]
+            y = a["overall"] if tag == "overall" else a["per_tag"].get(tag, float("nan"))
+            rows.append(f"<tr><td>{split}</td><td>{tag}</td><td>{x:.3f}</td><td>{y:.3f}</td><td>{y - x:+.3f}</td></tr>")
+    head = "<tr><th>split</th><th>tag</th><th>before</th><th>after</th><th>change</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def write_report(run_path: Path, summary: dict, grids: list[tuple[str, str]], prompts: list[str]) -> Path:
+    """report.html beside metrics.jsonl; `grids` are (label, file relative to the run directory)."""
+    metrics = read_metrics(run_path / "metrics.jsonl")
+    if metrics:
+        plot_curves(metrics, run_path / "curves.png")
+    figures = "".join(f"<figure><img src='{html.escape(f)}'><figcaption>{html.escape(label)}</figcaption></figure>"
+                      for label, f in grids)
+    rows = "".join(f"<li>{html.escape(p)}</li>" for p in prompts)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(run_path.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} figure{{display:inline-block;margin:4px}}</style>
+</head><body><h1>{html.escape(run_path.name)}</h1>
+<p>{summary.get('steps', 0)} steps, {summary.get('wall_s', 0):.0f} s wall. Oracle score: GenEval rules on the toy
+world's pixels (never seen by the policy).</p>
+<h2>Before / after</h2>{_table(summary)}
+<h2>Reward and oracle score per step</h2>{"<img src='curves.png'>" if metrics else "<p>no steps</p>"}
+<h2>Fixed prompts over training</h2><p>Rows, top to bottom:</p><ol>{rows}</ol>{figures}
+</body></html>"""
+    out = run_path / "report.html"
+    out.write_text(page)
+    return out
