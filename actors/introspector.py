@@ -37,7 +37,7 @@ class IntrospectorActor:
 
     @torch.no_grad()
     def judge(self, batch: RolloutBatch, guidance: float, temperature: float, chunk: int = 256) -> Judgement:
-        t0 = time.perf_counter()
+        t0, counts_before = time.perf_counter(), dict(self.book.counts)
         rubrics = self.book.get(batch.prompts)
         questions, index, target = [], [], []
         for i, items in enumerate(rubrics):
@@ -51,4 +51,5 @@ class IntrospectorActor:
         scores = question_scores(probs, torch.tensor(target))
         rewards = rubric_rewards(scores, torch.tensor(index), len(batch.prompts))
         ref = self.a.image_logprobs(batch.prompts, batch.tokens, guidance, temperature)
-        return Judgement(rewards, ref, time.perf_counter() - t0)
+        rubric = {k: v - counts_before.get(k, 0) for k, v in self.book.counts.items()}  # this call's share
+        return Judgement(rewards, ref, time.perf_counter() - t0, rubric)

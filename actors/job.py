@@ -91,10 +91,3 @@ class MetaTTRLJob:
     def grid(self, prompts: list[str], per_prompt: int):
         r = self.cfg.rollout
         return ray.get(self.rollouts[0].grid.remote(prompts, per_prompt, r.guidance, r.temperature, self.cfg.run.seed))
-
-    def rubric_counts(self) -> dict:
-        total: dict = {}
-        for counts in ray.get([i.rubric_counts.remote() for i in self.introspectors]):
-            for k, v in counts.items():
-                total[k] = total.get(k, 0) + v
-        return total

@@ -11,8 +11,13 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
-from collections import deque
+from collections import Counter, deque
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import this checkout (e.g. the working dir `ray job submit` shipped)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import ray
@@ -104,6 +109,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
     stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
     ahead = tr.max_staleness if tr.async_mode else 0
     in_flight, rewards_seen = deque(), []
+    rubric = Counter({"written": 0, "retried": 0, "repaired": 0, "fallback": 0})  # rubric book events so far
     progress = trange(tr.steps, desc="meta-ttrl")
     for step in progress:
         t = time.time()
@@ -113,11 +119,14 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
             in_flight.append((parts, job.judge(parts), job.oracle(parts)))
         parts, judgements, oracle = in_flight.popleft()
         stats = job.update(parts, judgements)  # GRPO (Eq. 7-8), then the weights to the rollout actors
-        rewards = np.concatenate([j.rewards.numpy() for j in ray.get(judgements)])
+        judged = ray.get(judgements)
+        rewards = np.concatenate([j.rewards.numpy() for j in judged])
         rewards_seen.append(float(rewards.mean()))
+        for j in judged:
+            rubric.update(j.rubric)
         record = {"step": step, "reward_mean": rewards_seen[-1], "reward_std": float(rewards.std()),
-                  "oracle": float(np.mean(np.concatenate(ray.get(oracle)))), **stats,
-                  "step_s": time.time() - t, "rubric": job.rubric_counts()}
+                  "oracle": float(np.mean(np.concatenate(ray.get(oracle)))), **stats, "rubric": dict(rubric),
+                  "step_s": time.time() - t}
         tracker.log(record)
         progress.set_postfix(reward=f"{record['reward_mean']:.3f}", oracle=f"{record['oracle']:.3f}")
         grids.after_step(step + 1)

@@ -9,7 +9,7 @@ import os
 from launch.cli import UserError
 from launch.rundir import RunDir
 
-WANDB_MODES = ("auto", "online", "offline", "off")
+WANDB_MODES = ("auto", "online", "offline", "disabled")  # wandb's own mode names
 GAUGES = ("reward_mean", "oracle", "kl", "clip_fraction", "staleness_max", "stale_dropped", "step_s", "sync_s",
           "version")
 
@@ -38,7 +38,7 @@ class Tracker:
         self.run, self.name = run, run.path.name
         self.wandb = None
         mode = wandb_mode(run_cfg.wandb)
-        if mode != "off":
+        if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
             self.wandb = wandb.init(project=run_cfg.wandb_project, name=self.name, dir=str(run.path), mode=mode,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,11 +33,12 @@ class Judgement:
     rewards: torch.Tensor  # (N,) Eq. 6
     ref_logprobs: torch.Tensor  # (N, T) under the frozen reference, same guided distribution
     judge_s: float = 0.0  # seconds the introspector spent on this part
+    rubric: dict[str, int] = field(default_factory=dict)  # rubrics written / repaired / fallen back for this part
 
     @staticmethod
     def concat(parts: list["Judgement"]) -> "Judgement":
         return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]),
-                         max(p.judge_s for p in parts))
+                         max(p.judge_s for p in parts), dict(sum((Counter(p.rubric) for p in parts), Counter())))
 
 
 def split_stale(versions: list[int], learner_version: int, max_staleness: int) -> tuple[list[int], list[int]]:

@@ -93,7 +93,7 @@ def test_wandb_mode_is_offline_without_credentials(monkeypatch):
     from launch.tracking import wandb_mode
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert wandb_mode("auto") == "offline" and wandb_mode("off") == "off"
+    assert wandb_mode("auto") == "offline" and wandb_mode("disabled") == "disabled"
     monkeypatch.setenv("WANDB_API_KEY", "k")
     assert wandb_mode("auto") == "online"
     with pytest.raises(UserError, match="run.wandb 'yes' is not one of"):

@@ -96,7 +96,7 @@ class RunConfig:
     ray_address: str = ""  # "" = the RAY_ADDRESS a job was submitted with, else a new local cluster
     grid_prompts: int = 4  # fixed prompts (one per tag) drawn as image grids over training (0: none)
     grid_every: int = 5  # steps between grids (and one before the first step and one after the last)
-    wandb: str = "auto"  # auto (online with WANDB_API_KEY, else offline in the run dir) | online | offline | off
+    wandb: str = "auto"  # auto (online with WANDB_API_KEY, else offline in the run dir) | online | offline | disabled
     wandb_project: str = "meta-ttrl"
 
 
