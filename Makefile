@@ -1,4 +1,5 @@
 # The README's quick start: `make run` (main job on the embedded toy world) and `make test`.
+# `make run ARGS="trainer.steps=5"` passes config overrides to the job.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # A user with a CUDA torch already in the venv keeps it; otherwise the CPU build this machine has on disk.
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) launch/evaluate.py
+	$(PY) launch/meta_ttrl.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

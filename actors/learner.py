@@ -38,17 +38,18 @@ class LearnerActor:
         than `max_staleness` versions behind this learner are dropped and counted, never trained on."""
         t0 = time.perf_counter()
         parts, judged = ray.get(parts), ray.get(judgements)
+        t1 = time.perf_counter()  # before: waiting for rollouts and scoring; after: training
         staleness = [self.version - p.version for p in parts]
         fresh, stale = split_stale([p.version for p in parts], self.version, self.max_staleness)
         self.stale_dropped += sum(len(parts[i].prompts) for i in stale)
         timing = {"rollout_s": max(p.sample_s for p in parts), "judge_s": max(j.judge_s for j in judged)}
-        info = {"staleness_max": max(staleness), "stale_dropped": self.stale_dropped, **timing}
+        info = {"staleness_max": max(staleness), "stale_dropped": self.stale_dropped, "wait_s": t1 - t0, **timing}
         if not fresh:  # nothing to learn from: the weights (and their version) stay as they are
-            return {**info, "updates": 0, "train_s": time.perf_counter() - t0}
+            return {**info, "updates": 0, "train_s": 0.0}
         stats = self.trainer.step(RolloutBatch.concat([parts[i] for i in fresh]),
                                   Judgement.concat([judged[i] for i in fresh]))
         self.version += 1
-        return {**stats, **info, "train_s": time.perf_counter() - t0}
+        return {**stats, **info, "train_s": time.perf_counter() - t1}
 
     def broadcast(self) -> int:
         return weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,

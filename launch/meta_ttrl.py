@@ -27,7 +27,7 @@ from tqdm import trange
 from launch.cli import UserError, parse_config, run_main
 from launch.configs.meta_ttrl import MetaTTRLConfig
 from launch.evaluate import load_adapter, load_prompts
-from launch.report import save_grid, write_report
+from launch.report import read_metrics, reward_oracle_correlation, save_grid, write_report
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 
@@ -48,7 +48,8 @@ def check(cfg) -> None:
 
 
 def connect(address: str, cpus_needed: float) -> None:
-    """Join the cluster a job was submitted to (RAY_ADDRESS), or `address`, or start a local one."""
+    """Join the cluster a job was submitted to (RAY_ADDRESS; the runtime envs merge), or `address`, or start a
+    local one."""
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     env = {"env_vars": {"GLOO_SOCKET_IFNAME": os.environ["GLOO_SOCKET_IFNAME"], "TOKENIZERS_PARALLELISM": "false"}}
     if ray.is_initialized():  # a caller (e.g. the test session) already holds a cluster
@@ -56,8 +57,9 @@ def connect(address: str, cpus_needed: float) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or None, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(_node_ip_address="127.0.0.1", num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)),
-                 runtime_env=env, include_dashboard=False, log_to_driver=False)
+        # address="local": a new cluster even if this machine runs another (or a stale pointer to one)
+        ray.init(address="local", _node_ip_address="127.0.0.1", runtime_env=env, include_dashboard=False,
+                 num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), log_to_driver=False)
 
 
 class PromptStream:
@@ -108,7 +110,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
     grids.draw("before training")
     stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
     ahead = tr.max_staleness if tr.async_mode else 0
-    in_flight, rewards_seen = deque(), []
+    in_flight, rewards_seen = deque(), []  # submitted steps not yet trained on; mean reward per step done
     rubric = Counter({"written": 0, "retried": 0, "repaired": 0, "fallback": 0})  # rubric book events so far
     progress = trange(tr.steps, desc="meta-ttrl")
     for step in progress:
@@ -119,25 +121,34 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
             in_flight.append((parts, job.judge(parts), job.oracle(parts)))
         parts, judgements, oracle = in_flight.popleft()
         stats = job.update(parts, judgements)  # GRPO (Eq. 7-8), then the weights to the rollout actors
-        judged = ray.get(judgements)
-        rewards = np.concatenate([j.rewards.numpy() for j in judged])
-        rewards_seen.append(float(rewards.mean()))
-        for j in judged:
-            rubric.update(j.rubric)
-        record = {"step": step, "reward_mean": rewards_seen[-1], "reward_std": float(rewards.std()),
-                  "oracle": float(np.mean(np.concatenate(ray.get(oracle)))), **stats, "rubric": dict(rubric),
-                  "step_s": time.time() - t}
-        tracker.log(record)
+        record = step_record(step, ray.get(judgements), ray.get(oracle), stats, rubric)
+        rewards_seen.append(record["reward_mean"])
+        tracker.log(record | {"step_s": time.time() - t})
         progress.set_postfix(reward=f"{record['reward_mean']:.3f}", oracle=f"{record['oracle']:.3f}")
         grids.after_step(step + 1)
         if converged(rewards_seen, tr.converge_window, tr.converge_tol):
             break
     job.save_policy(str(tracker.run.path / "final"))  # loadable by plain transformers (save_pretrained)
     grids.draw("after training")
-    after = evaluate_splits(job, metas, heldout)
-    summary = {"before": before["test"], "after": after["test"], "steps": len(rewards_seen), "wall_s": time.time() - t0}
-    if heldout:
+    return finish(tracker, grids, before, evaluate_splits(job, metas, heldout), len(rewards_seen), time.time() - t0)
+
+
+def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:
+    """One metrics.jsonl line; `rubric` accumulates the rubric book's events over the run."""
+    rewards = np.concatenate([j.rewards.numpy() for j in judged])
+    for j in judged:
+        rubric.update(j.rubric)
+    return {"step": step, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+            "oracle": float(np.mean(np.concatenate(oracle))), **stats, "rubric": dict(rubric)}
+
+
+def finish(tracker: Tracker, grids: "Grids", before: dict, after: dict, steps: int, wall_s: float) -> dict:
+    """summary.json (the issue's schema plus the per-step reward/oracle correlation) and report.html."""
+    summary = {"before": before["test"], "after": after["test"], "steps": steps, "wall_s": wall_s}
+    if "heldout" in before:
         summary |= {"heldout_before": before["heldout"], "heldout_after": after["heldout"]}
+    corr = reward_oracle_correlation(read_metrics(tracker.run.path / "metrics.jsonl"))
+    summary["reward_oracle_correlation"] = None if math.isnan(corr) else corr  # strict JSON has no NaN
     tracker.summary(summary)
     write_report(tracker.run.path, summary, grids.drawn, grids.prompts)
     return summary

@@ -34,6 +34,24 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
+SMOOTH = 10  # steps in the moving average drawn over the per-step curves
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` values at each step (fewer at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return (sums[1:] - sums[starts]) / (np.arange(1, len(values) + 1) - starts)
+
+
+def reward_oracle_correlation(metrics: list[dict]) -> float:
+    """Pearson correlation of the per-step mean reward and oracle score (nan with fewer than 3 steps)."""
+    pairs = np.array([(m["reward_mean"], m["oracle"]) for m in metrics if "reward_mean" in m and "oracle" in m])
+    if len(pairs) < 3 or pairs.std(0).min() == 0:
+        return float("nan")
+    return float(np.corrcoef(pairs.T)[0, 1])
+
+
 def plot_curves(metrics: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -41,8 +59,11 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
 
     steps = [m["step"] for m in metrics]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for key, label in (("reward_mean", "mean reward (own rubric, Eq. 6)"), ("oracle", "oracle score (metrics only)")):
-        top.plot(steps, [m.get(key, np.nan) for m in metrics], marker=".", label=label)
+    for key, label, color in (("reward_mean", "mean reward (own rubric, Eq. 6)", "tab:blue"),
+                              ("oracle", "oracle score (metrics only)", "tab:orange")):
+        values = np.array([m.get(key, np.nan) for m in metrics], dtype=float)
+        top.plot(steps, values, color=color, alpha=0.3, linewidth=0.8)
+        top.plot(steps, moving_average(values, SMOOTH), color=color, linewidth=2, label=f"{label}, {SMOOTH}-step mean")
     top.set_ylim(0, 1)
     top.set_ylabel("per step, training samples")
     top.legend()
@@ -85,6 +106,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} figure{{display:
 world's pixels (never seen by the policy).</p>
 <h2>Before / after</h2>{_table(summary)}
 <h2>Reward and oracle score per step</h2>{"<img src='curves.png'>" if metrics else "<p>no steps</p>"}
+<p>Per-step correlation of mean reward and oracle score: {reward_oracle_correlation(metrics):.2f}</p>
 <h2>Fixed prompts over training</h2><p>Rows, top to bottom:</p><ol>{rows}</ol>{figures}
 </body></html>"""
     out = run_path / "report.html"

@@ -123,3 +123,13 @@ def test_grid_prompts_take_one_prompt_per_tag_first():
     from launch.meta_ttrl import grid_prompts
     metas = [{"tag": "a", "prompt": "a1"}, {"tag": "a", "prompt": "a2"}, {"tag": "b", "prompt": "b1"}]
     assert grid_prompts(metas, 2) == ["a1", "b1"] and grid_prompts(metas, 5) == ["a1", "b1", "a2"]
+
+
+def test_moving_average_and_reward_oracle_correlation_by_hand():
+    import numpy as np
+
+    from launch.report import moving_average, reward_oracle_correlation
+    assert np.allclose(moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+    rows = [{"reward_mean": r, "oracle": o} for r, o in ((0.1, 0.2), (0.2, 0.4), (0.3, 0.6))]
+    assert reward_oracle_correlation(rows) == pytest.approx(1.0)
+    assert np.isnan(reward_oracle_correlation(rows[:2]))

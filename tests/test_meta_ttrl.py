@@ -77,7 +77,7 @@ def test_same_seed_on_policy_runs_give_bitwise_identical_final_weights(ray_local
     from safetensors.torch import load_file
 
     for name in ("a", "b"):
-        meta_ttrl.main(SHORT + [f"run.dir={tmp_path / name}"])
+        meta_ttrl.main(SHORT + ["trainer.async_mode=false", f"run.dir={tmp_path / name}"])
     a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
