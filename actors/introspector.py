@@ -8,6 +8,8 @@ import time
 import ray
 import torch
 
+from learners.state import State, load_rng_state, merge, rng_state
+from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
 from rewards.introspection import RubricBook
 from rewards.rubric import SCHEMA_INSTRUCTION, RubricItem
@@ -16,7 +18,7 @@ from rollout.batch import Judgement, RolloutBatch
 
 
 @ray.remote
-class IntrospectorActor:
+class IntrospectorActor(Checkpointed):
     def __init__(self, model_path: str, threads: int, rubric_cfg, metadata: dict | None, seed: int):
         torch.set_num_threads(threads)
         self.a = JanusAdapter.from_pretrained(model_path)
@@ -32,8 +34,13 @@ class IntrospectorActor:
     def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:
         return self.book.get(prompts)
 
-    def rubric_counts(self) -> dict:
-        return dict(self.book.counts)
+    def state(self) -> State:
+        """The rubric cache and counts, and the RNG of sampled rubric retries."""
+        return merge(rng_state(self.gen), ({}, {"rubric_book": self.book.state()}))
+
+    def load_state(self, state: State) -> None:
+        load_rng_state(state, self.gen)
+        self.book.load_state(state[1]["rubric_book"])
 
     @torch.no_grad()
     def judge(self, batch: RolloutBatch, guidance: float, temperature: float, chunk: int = 256) -> Judgement:

@@ -6,6 +6,8 @@ the collective in `actors.weight_sync`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ray
 from ray.util.placement_group import remove_placement_group
 
@@ -13,6 +15,8 @@ from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
 from actors.placement import place_role
 from actors.rollout import RolloutActor
+from learners import checkpoint
+from learners.state import State
 from rollout.batch import RolloutBatch
 
 
@@ -33,15 +37,22 @@ class MetaTTRLJob:
             return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
                     tr.learners, bucket, tr.max_staleness if tr.async_mode else 0)
 
-        self.learners, g_learn = place_role(LearnerActor, "learner", tr.learners, res.learner, res.strategy,
-                                            learner_args)
-        self.rollouts, g_roll = place_role(RolloutActor, "rollout", cfg.rollout.actors, res.rollout, res.strategy,
-                                           lambda i: (m.path, m.threads, seed * 1000 + i))
-        self.introspectors, g_intro = place_role(IntrospectorActor, "introspector", tr.introspectors,
-                                                 res.introspector, res.strategy,
-                                                 lambda i: (m.path, m.threads, cfg.rubric, metadata, seed))
-        self.groups = [g_learn, g_roll, g_intro]
-        self._join_collective()
+        self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
+        try:  # a role that cannot be placed frees the roles placed before it
+            self.learners = self._place(LearnerActor, "learner", tr.learners, res.learner, learner_args)
+            self.rollouts = self._place(RolloutActor, "rollout", cfg.rollout.actors, res.rollout,
+                                        lambda i: (m.path, m.threads, seed * 1000 + i))
+            self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
+                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed))
+            self._join_collective()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _place(self, actor_cls, role: str, n: int, resources, args_for) -> list:
+        actors, group = place_role(actor_cls, role, n, resources, self.cfg.resources.strategy, args_for)
+        self.groups.append(group)
+        return actors
 
     def shutdown(self) -> None:
         """Kill the actors (their collective groups go with them) and free the placement groups."""
@@ -67,13 +78,43 @@ class MetaTTRLJob:
         r, m = self.cfg.rollout, len(self.introspectors)
         return [self.introspectors[i % m].judge.remote(part, r.guidance, r.temperature) for i, part in enumerate(parts)]
 
+    def holders(self) -> dict:
+        """Every actor whose state a checkpoint holds, by checkpoint name (= its actor name)."""
+        roles = {"learner": self.learners, "rollout": self.rollouts, "introspector": self.introspectors}
+        return {f"{role}-{i}": actor for role, actors in roles.items() for i, actor in enumerate(actors)}
+
+    def save_checkpoint(self, root: Path, step: int, driver: State, keep: int) -> Path:
+        """Every actor writes its own files into the temp directory, the driver adds its own, then it is
+        published atomically (see learners.checkpoint)."""
+        tmp = checkpoint.begin(root, step)
+        files = checkpoint.write_state(tmp, "driver", driver)
+        for written in ray.get([a.save_state.remote(str(tmp), name) for name, a in self.holders().items()]):
+            files |= written
+        return checkpoint.commit(root, tmp, step, files, keep)
+
+    def restore(self, path: Path) -> None:
+        """Every actor loads its state from a verified checkpoint; then the rollouts get the learner's weights."""
+        ray.get([a.restore.remote(str(path), name) for name, a in self.holders().items()])
+        self.sync()
+
+    def sync(self) -> tuple[int, float]:
+        """Learner 0 broadcasts its weights; returns (version, seconds of the slowest receiver)."""
+        sent, *received = ray.get([self.learners[0].broadcast.remote()] +
+                                  [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
+        return sent, max(seconds for _, seconds in received)
+
     def update(self, parts: list, judgements: list) -> dict:
         """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives (after
         the samples already queued on it: in async mode those are the next step's, one version behind)."""
         stats = ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
-        sent, *received = ray.get([self.learners[0].broadcast.remote()] +
-                                  [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
-        return {**stats, "version": sent, "sync_s": max(seconds for _, seconds in received)}
+        version, seconds = self.sync()
+        return {**stats, "version": version, "sync_s": seconds}
+
+    @staticmethod
+    def cancel(refs: list) -> None:
+        """Drop queued work that will not be used (running tasks finish; their results are ignored)."""
+        for ref in refs:
+            ray.cancel(ref)
 
     def save_policy(self, path: str) -> None:
         ray.get(self.learners[0].save.remote(path))

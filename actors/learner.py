@@ -9,12 +9,14 @@ import torch
 
 from actors import weight_sync
 from learners.grpo_trainer import GRPOTrainer, generator_state
+from learners.state import State, load_rng_state, merge, rng_state
+from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
 from rollout.batch import Judgement, RolloutBatch, split_stale
 
 
 @ray.remote
-class LearnerActor:
+class LearnerActor(Checkpointed):
     def __init__(self, model_path: str, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
                  rank: int, world: int, bucket_bytes: int, max_staleness: int = 0):
         torch.set_num_threads(threads)
@@ -57,6 +59,18 @@ class LearnerActor:
 
     def weights(self) -> dict[str, torch.Tensor]:
         return generator_state(self.a.model)
+
+    def state(self) -> State:
+        """This rank's part of a checkpoint: policy, optimizer, scheduler, RNG states, version, counters."""
+        counters = {"version": self.version, "stale_dropped": self.stale_dropped}
+        return merge(self.trainer.state(), rng_state(), ({}, counters))
+
+    def load_state(self, state: State) -> int:
+        """Restore a checkpoint taken by `state`; returns the weight version it holds (the next sync sends it)."""
+        self.trainer.load_state(state)
+        load_rng_state(state)
+        self.version, self.stale_dropped = state[1]["version"], state[1]["stale_dropped"]
+        return self.version
 
     def save(self, path: str) -> None:
         self.a.save_pretrained(path)

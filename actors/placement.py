@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ray
-from ray.util.placement_group import placement_group
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 
@@ -14,11 +14,22 @@ def bundles(n: int, num_cpus: float, num_gpus: float) -> list[dict]:
     return [dict(bundle) for _ in range(n)]
 
 
-def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for) -> tuple[list, object]:
+class PlacementError(RuntimeError):
+    """The cluster lacks the resources a role asks for."""
+
+
+def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for,
+               timeout_s: float = 120) -> tuple[list, object]:
     """Start n actors of `actor_cls` in a placement group of n bundles; `args_for(i)` gives actor i's args.
     Returns (actors, placement group)."""
-    group = placement_group(bundles(n, resources.num_cpus, resources.num_gpus), strategy=strategy, name=f"{role}s")
-    ray.get(group.ready(), timeout=120)
+    wanted = bundles(n, resources.num_cpus, resources.num_gpus)
+    group = placement_group(wanted, strategy=strategy, name=f"{role}s")
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(group)
+        raise PlacementError(f"the {role} role's {n} x {wanted[0]} ({strategy}) could not be placed in {timeout_s:.0f}"
+                             f" s; the cluster has {ray.available_resources()} free") from None
     actors = []
     for i in range(n):
         actors.append(actor_cls.options(

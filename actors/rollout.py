@@ -9,12 +9,14 @@ import torch
 
 from actors import weight_sync
 from learners.grpo_trainer import generator_parameters, generator_state
+from learners.state import State, load_rng_state, merge, rng_state
+from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
 from rollout.batch import RolloutBatch
 
 
 @ray.remote
-class RolloutActor:
+class RolloutActor(Checkpointed):
     def __init__(self, model_path: str, threads: int, seed: int):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -44,6 +46,13 @@ class RolloutActor:
         returns (images, weight version)."""
         out = self.a.sample(prompts, per_prompt, guidance, temperature, torch.Generator().manual_seed(seed))
         return out.images, self.version
+
+    def state(self) -> State:
+        """Sampling RNG and version (the weights are the learner's: a resume re-sends them)."""
+        return merge(rng_state(self.gen), ({}, {"version": self.version}))
+
+    def load_state(self, state: State) -> None:
+        load_rng_state(state, self.gen)
 
     def weights(self) -> dict[str, torch.Tensor]:
         return generator_state(self.a.model)

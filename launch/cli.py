@@ -35,8 +35,9 @@ def usage(schema, prog: str, doc: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(schema, argv: list[str], prog: str, doc: str = ""):
-    """Defaults of `schema` merged with `key=value` overrides; returns an OmegaConf object of that type."""
+def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str | None = None):
+    """Defaults of `schema`, then the YAML file `saved` (a resumed run's config), then `key=value` overrides;
+    returns an OmegaConf object of that type."""
     if any(a in ("-h", "--help") for a in argv):
         print(usage(schema, prog, doc))
         raise SystemExit(0)
@@ -46,7 +47,8 @@ def parse_config(schema, argv: list[str], prog: str, doc: str = ""):
         raise UserError(f"override {bad[0]!r} is not key=value; valid keys: {valid}")
     base = OmegaConf.structured(schema)
     try:
-        return OmegaConf.merge(base, OmegaConf.from_dotlist(argv))
+        layers = [OmegaConf.load(saved)] if saved else []
+        return OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(argv))
     except ConfigKeyError as e:
         key = getattr(e, "full_key", None) or str(e).split("\n")[0]
         raise UserError(f"unknown config key {key!r}; valid keys: {valid}") from None

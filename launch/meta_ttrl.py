@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import sys
 import time
 from collections import Counter, deque
@@ -28,23 +27,38 @@ from launch.cli import UserError, parse_config, run_main
 from launch.configs.meta_ttrl import MetaTTRLConfig
 from launch.evaluate import load_adapter, load_prompts
 from launch.report import read_metrics, reward_oracle_correlation, save_grid, write_report
+from launch.progress import Progress, PromptStream, check_holders, checkpoint_to_resume
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
+from learners import checkpoint
+
+
+# (key, lowest valid value, why): integer and float settings with a floor
+FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "GRPO compares candidates"),
+          ("trainer.max_staleness", 0, ""), ("trainer.learners", 1, ""), ("trainer.introspectors", 1, ""),
+          ("rollout.actors", 1, ""), ("data.prompts_per_step", 1, ""), ("data.eval_samples", 1, ""),
+          ("grpo.epochs", 1, ""), ("grpo.minibatch", 1, ""), ("run.checkpoint_every", 0, "0: only after the last step"),
+          ("run.keep_checkpoints", 1, "")]
 
 
 def check(cfg) -> None:
+    """Every user error that can be seen before a cluster starts, as one line."""
     load_adapter(cfg.model.path)  # a missing or broken checkpoint fails here, in one line
-    if cfg.trainer.steps < 0:
-        raise UserError(f"trainer.steps must be >= 0 (0: evaluate only), got {cfg.trainer.steps}")
-    if cfg.rollout.group_size < 2:
-        raise UserError(f"rollout.group_size must be >= 2 (GRPO compares candidates), got {cfg.rollout.group_size}")
+    for key, floor, why in FLOORS:
+        value = OmegaConf.select(cfg, key)
+        if value < floor:
+            raise UserError(f"{key} must be >= {floor}{f' ({why})' if why else ''}, got {value}")
+    if cfg.sync.bucket_mb <= 0:
+        raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
     if cfg.rubric.source not in ("introspector", "metadata"):
         raise UserError(f"rubric.source {cfg.rubric.source!r} is not one of: introspector, metadata")
-    if cfg.trainer.max_staleness < 0:
-        raise UserError(f"trainer.max_staleness must be >= 0, got {cfg.trainer.max_staleness}")
     wandb_mode(cfg.run.wandb)
     if (cfg.data.prompts_per_step * cfg.rollout.group_size) % cfg.trainer.learners:
         raise UserError("prompts_per_step x group_size must divide evenly over trainer.learners")
+    # Ray sets RAY_JOB_CONFIG_JSON_ENV_VAR in the driver of a submitted job
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not Path(cfg.run.dir or cfg.run.root).is_absolute():
+        raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
+                        "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
 
 
 def connect(address: str, cpus_needed: float) -> None:
@@ -57,80 +71,113 @@ def connect(address: str, cpus_needed: float) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or None, runtime_env=env, log_to_driver=False)
     else:
+        # Ray maps 127.0.0.1 to the eth0 address unless told this is a one-machine cluster: bind to loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         # address="local": a new cluster even if this machine runs another (or a stale pointer to one)
         ray.init(address="local", _node_ip_address="127.0.0.1", runtime_env=env, include_dashboard=False,
                  num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), log_to_driver=False)
 
 
-class PromptStream:
-    """Prompts in a seeded order, reshuffled every epoch; `position` is what a checkpoint stores."""
-
-    def __init__(self, prompts: list[str], seed: int):
-        self.prompts, self.rng, self.order, self.position = prompts, random.Random(seed), [], 0
-
-    def next(self, n: int) -> list[str]:
-        out = []
-        while len(out) < n:
-            if not self.order:
-                self.order = self.rng.sample(self.prompts, len(self.prompts))
-            out.append(self.order.pop())
-            self.position += 1
-        return out
-
-
 def main(argv: list[str]) -> None:
     from actors.job import MetaTTRLJob  # after the config is checked: Ray actors import torch models
+    from actors.placement import PlacementError
 
-    cfg = parse_config(MetaTTRLConfig, argv, "launch/meta_ttrl.py", __doc__)
+    cfg = load_config(argv)
     check(cfg)
     metas = load_prompts(cfg.data.split)
     heldout = load_prompts(cfg.data.heldout) if cfg.data.heldout else []
     run = RunDir.create(cfg.run)
+    resume_from = checkpoint_to_resume(cfg.run, run.path)
     run.save_config(cfg)
     res = cfg.resources
     connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus + cfg.trainer.learners *
             res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
-    tracker = Tracker(run, cfg.run, OmegaConf.to_container(cfg))
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas + heldout})
     try:
-        summary = meta_ttrl(job, cfg, metas, heldout, tracker)
+        job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas + heldout})
+    except PlacementError as e:
+        run.close()
+        raise UserError(str(e)) from None
+    tracker = None
+    try:
+        stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
+        progress = resume(job, run, resume_from, stream) if resume_from else start(run, cfg.run.resume)
+        tracker = Tracker(run, cfg.run, OmegaConf.to_container(cfg))
+        summary = meta_ttrl(job, cfg, metas, heldout, tracker, stream, progress)
     finally:
-        job.shutdown()
-        tracker.close()
+        try:
+            job.shutdown()
+        finally:
+            tracker.close() if tracker else run.close()
     print_table(summary)
-    print(f"run directory: {run.path}\nreport: {run.path / 'report.html'}")
+    print(f"run directory: {run.path.resolve()}\nreport: {run.path.resolve() / 'report.html'}")
 
 
-def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker) -> dict:
+def load_config(argv: list[str]):
+    """The command line's config; a resumed run starts from the config it saved, the command line on top."""
+    cfg = parse_config(MetaTTRLConfig, argv, "launch/meta_ttrl.py", __doc__)
+    if cfg.run.resume and not cfg.run.dir:
+        raise UserError("run.resume needs run.dir: the directory of the run to continue")
+    saved = Path(cfg.run.dir) / "config.yaml" if cfg.run.resume else None
+    return parse_config(MetaTTRLConfig, argv, "", saved=str(saved)) if saved and saved.is_file() else cfg
+
+
+def resume(job, run: RunDir, path: Path, stream: PromptStream) -> Progress:
+    """Every actor and the driver back to the checkpoint; metrics.jsonl back to the steps it holds."""
+    check_holders(path, list(job.holders()))
+    job.restore(path)
+    progress = Progress.from_state(checkpoint.read_state(path, "driver"), stream)
+    dropped = run.truncate_metrics(progress.step)
+    print(f"resumed from {path} at step {progress.step} (dropped {dropped} metrics lines of later steps)",
+          flush=True)
+    return progress
+
+
+def start(run: RunDir, resume_setting: str) -> Progress:
+    if resume_setting:  # resume=auto found nothing valid: whatever a killed first session logged is redone
+        print(f"no valid checkpoint under {run.path / 'checkpoints'}: starting at step 0", flush=True)
+        run.truncate_metrics(0)
+    return Progress()
+
+
+def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker, stream: PromptStream,
+              progress: Progress) -> dict:
     """Algorithm 1: until T steps or the reward converges: rubric -> sample G -> score -> GRPO step.
     Async mode keeps the rollouts (and scoring) of the next `max_staleness` steps in flight during an update."""
-    t0, tr = time.time(), cfg.trainer
-    grids = Grids(job, tracker.run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every)
-    before = evaluate_splits(job, metas, heldout)
-    grids.draw("before training")
-    stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
+    t0, tr, p = time.time(), cfg.trainer, progress
+    grids = Grids(job, tracker.run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every, p.grids)
+    if p.before is None:
+        p.before = evaluate_splits(job, metas, heldout)
+        grids.draw("before training")
     ahead = tr.max_staleness if tr.async_mode else 0
-    in_flight, rewards_seen = deque(), []  # submitted steps not yet trained on; mean reward per step done
-    rubric = Counter({"written": 0, "retried": 0, "repaired": 0, "fallback": 0})  # rubric book events so far
-    progress = trange(tr.steps, desc="meta-ttrl")
-    for step in progress:
+    in_flight = deque()  # submitted steps not yet trained on, each with the prompt stream's state before it
+    for step in trange(p.step, tr.steps if not p.converged else p.step, desc="meta-ttrl", initial=p.step,
+                       total=tr.steps):
         t = time.time()
         while len(in_flight) <= ahead and step + len(in_flight) < tr.steps:
+            drawn_from = stream.state()
             parts = job.rollout(stream.next(cfg.data.prompts_per_step))  # sample G candidates per prompt
             # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the oracle is for metrics only
-            in_flight.append((parts, job.judge(parts), job.oracle(parts)))
-        parts, judgements, oracle = in_flight.popleft()
+            in_flight.append((drawn_from, parts, job.judge(parts), job.oracle(parts)))
+        _, parts, judgements, oracle = in_flight.popleft()
         stats = job.update(parts, judgements)  # GRPO (Eq. 7-8), then the weights to the rollout actors
-        record = step_record(step, ray.get(judgements), ray.get(oracle), stats, rubric)
-        rewards_seen.append(record["reward_mean"])
+        record = step_record(step, ray.get(judgements), ray.get(oracle), stats, p.rubric)
+        p.rewards_seen.append(record["reward_mean"])
         tracker.log(record | {"step_s": time.time() - t})
-        progress.set_postfix(reward=f"{record['reward_mean']:.3f}", oracle=f"{record['oracle']:.3f}")
         grids.after_step(step + 1)
-        if converged(rewards_seen, tr.converge_window, tr.converge_tol):
+        p.step, p.converged = step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
+        last = p.converged or p.step == tr.steps
+        if last or (cfg.run.checkpoint_every > 0 and p.step % cfg.run.checkpoint_every == 0):
+            # in-flight steps are not in the checkpoint: a resume redraws their prompts from the stream
+            resume_stream = in_flight[0][0] if in_flight else stream.state()
+            job.save_checkpoint(tracker.run.path / "checkpoints", p.step,
+                                p.state(resume_stream, time.time() - t0), cfg.run.keep_checkpoints)
+        if p.converged:
+            job.cancel([ref for entry in in_flight for refs in entry[1:] for ref in refs])  # rollouts not needed
             break
     job.save_policy(str(tracker.run.path / "final"))  # loadable by plain transformers (save_pretrained)
     grids.draw("after training")
-    return finish(tracker, grids, before, evaluate_splits(job, metas, heldout), len(rewards_seen), time.time() - t0)
+    after = evaluate_splits(job, metas, heldout)
+    return finish(tracker, grids, p.before, after, len(p.rewards_seen), p.wall_s + time.time() - t0)
 
 
 def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:
@@ -169,9 +216,9 @@ class Grids:
     """Image grids of fixed prompts with fixed noise, every `every` steps: rows are prompts, columns samples."""
     PER_PROMPT = 4
 
-    def __init__(self, job, run_path, prompts: list[str], every: int):
+    def __init__(self, job, run_path, prompts: list[str], every: int, drawn: list[tuple[str, str]]):
         self.job, self.path, self.prompts, self.every = job, run_path / "grids", prompts, every
-        self.drawn: list[tuple[str, str]] = []  # (label, file relative to the run directory)
+        self.drawn = drawn  # (label, file relative to the run directory); a resumed run's list goes on
 
     def draw(self, label: str) -> None:
         if not self.prompts:

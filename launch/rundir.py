@@ -30,6 +30,19 @@ class RunDir:
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
 
+    def truncate_metrics(self, steps: int) -> int:
+        """Keep only the records of steps < `steps` (a resumed run redoes the rest); returns records dropped."""
+        from launch.report import read_metrics
+        path = self.path / "metrics.jsonl"
+        self._metrics.close()
+        rows = read_metrics(path)
+        kept = [r for r in rows if r.get("step", steps) < steps]
+        tmp = self.path / ".metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(path)
+        self._metrics = path.open("a")
+        return len(rows) - len(kept)
+
     def write_json(self, name: str, obj) -> None:
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(json.dumps(obj, indent=1))

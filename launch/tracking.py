@@ -5,6 +5,7 @@ metrics (Prometheus gauges via `ray.util.metrics`, tagged with the run name)."""
 from __future__ import annotations
 
 import os
+import secrets
 
 from launch.cli import UserError
 from launch.rundir import RunDir
@@ -41,8 +42,11 @@ class Tracker:
         if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
+            id_file = run.path / "wandb_id"  # one wandb run per run directory, continued on resume
+            run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+            id_file.write_text(run_id)
             self.wandb = wandb.init(project=run_cfg.wandb_project, name=self.name, dir=str(run.path), mode=mode,
-                                    config=config)
+                                    config=config, id=run_id, resume="allow")
         self.gauges = {}
         import ray
         if ray.is_initialized():
@@ -65,7 +69,9 @@ class Tracker:
             self.wandb.summary.update(flatten(summary))
 
     def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
-            self.wandb = None
-        self.run.close()
+        try:
+            if self.wandb is not None:
+                self.wandb, run = None, self.wandb
+                run.finish()
+        finally:
+            self.run.close()

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import torch
 
+from learners.state import State, load_named_tensors, load_optimizer_state, merge, named_tensors, optimizer_state
 from learners.grpo import group_advantages, grpo_loss
 from rollout.batch import Judgement, RolloutBatch
 
@@ -33,11 +34,15 @@ class GRPOTrainer:
             p.requires_grad_(True)
         self.params = [p for _, p in self.named]
         self.opt = torch.optim.AdamW(self.params, lr=cfg_grpo.lr, weight_decay=cfg_grpo.weight_decay)
+        warmup = max(int(cfg_grpo.warmup_steps), 0)  # linear warm-up over optimiser steps, then constant
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda n: min(1.0, (n + 1) / (warmup + 1)))
         self.gen = torch.Generator().manual_seed(seed)
         self.allreduce, self.rank, self.world = allreduce, rank, world
 
     def step(self, batch: RolloutBatch, judged: Judgement) -> dict:
         """Eq. 8 advantages over each group, then `epochs` passes of minibatch GRPO (Eq. 7) on this rank's share."""
+        if len(batch.prompts) % self.world:  # ranks would run different minibatch counts and hang in all-reduce
+            raise ValueError(f"{len(batch.prompts)} samples do not split evenly over {self.world} learner ranks")
         adv, flat_groups = group_advantages(judged.rewards, batch.group_size)
         mine = torch.arange(len(batch.prompts))[self.rank:: self.world]
         self.a.model.train()
@@ -56,7 +61,20 @@ class GRPOTrainer:
                 self.allreduce(self.params)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
                 self.opt.step()
+                self.sched.step()
                 stats.append({**asdict(s), "grad_norm": float(grad_norm)})
         self.a.model.eval()
         mean = {k: sum(d[k] for d in stats) / len(stats) for k in stats[0]} if stats else {}
-        return {**mean, "zero_variance_groups": flat_groups, "updates": len(stats)}
+        return {**mean, "zero_variance_groups": flat_groups, "updates": len(stats), "lr": self.sched.get_last_lr()[0]}
+
+    def state(self) -> State:
+        """Policy weights, AdamW moments, scheduler and sampling RNG: what an exact resume needs."""
+        return merge((named_tensors("param", self.named), {}), optimizer_state(self.opt),
+                     ({"trainer.gen": self.gen.get_state()}, {"scheduler": self.sched.state_dict()}))
+
+    def load_state(self, state: State) -> None:
+        tensors, rest = state
+        load_named_tensors(tensors, "param", self.named)
+        load_optimizer_state(self.opt, state)
+        self.sched.load_state_dict(rest["scheduler"])
+        self.gen.set_state(tensors["trainer.gen"])

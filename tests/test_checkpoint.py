@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from launch import checkpoint
+from learners import checkpoint
 
 
 def _states(x: float):

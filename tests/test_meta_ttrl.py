@@ -43,7 +43,8 @@ def test_after_a_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
 
 
 def test_the_main_job_runs_end_to_end_async_and_writes_its_run_directory(ray_local, tmp_path, capsys):
-    meta_ttrl.main(SHORT + ["trainer.steps=3", "trainer.async_mode=true", "run.grid_every=2", f"run.dir={tmp_path}"])
+    meta_ttrl.main(SHORT + ["trainer.steps=3", "trainer.async_mode=true", "run.grid_every=2", "run.wandb=offline",
+                    f"run.dir={tmp_path}"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"before", "after", "heldout_before", "heldout_after", "steps", "wall_s"} <= summary.keys()
     assert summary["steps"] == 3 and 0 <= summary["after"]["overall"] <= 1
@@ -71,15 +72,6 @@ def test_learner_drops_samples_older_than_max_staleness(ray_local):
         stats = job.update(old, job.judge(old))  # the learner is at version 2: these are 2 versions old
         assert stats["updates"] == 0 and stats["stale_dropped"] == 2 * 2 and stats["staleness_max"] == 2
         assert stats["version"] == 2  # nothing trained, nothing new to publish
-
-
-def test_same_seed_on_policy_runs_give_bitwise_identical_final_weights(ray_local, tmp_path):
-    from safetensors.torch import load_file
-
-    for name in ("a", "b"):
-        meta_ttrl.main(SHORT + ["trainer.async_mode=false", f"run.dir={tmp_path / name}"])
-    a, b = (load_file(tmp_path / n / "final" / "model.safetensors") for n in "ab")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -52,6 +52,7 @@ class GRPOConfig:
     minibatch: int = 16  # sequences per optimiser step
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
+    warmup_steps: int = 0  # optimiser steps of linear lr warm-up (0: constant lr)
     aggregation: str = "token-mean"
 
 
@@ -92,6 +93,9 @@ class RunConfig:
     name: str = "meta-ttrl"
     root: str = "runs"  # run directory: <root>/<timestamp>-<name>/ unless `dir` is set
     dir: str = ""
+    resume: str = ""  # "" new run | auto (newest valid checkpoint under run.dir, else start) | a checkpoint dir
+    checkpoint_every: int = 10  # steps between checkpoints (and one after the last step); 0: only the last
+    keep_checkpoints: int = 3  # newest K kept
     seed: int = 0
     ray_address: str = ""  # "" = the RAY_ADDRESS a job was submitted with, else a new local cluster
     grid_prompts: int = 4  # fixed prompts (one per tag) drawn as image grids over training (0: none)

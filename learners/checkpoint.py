@@ -51,18 +51,27 @@ def _write_file(path: Path, write) -> None:
     _fsync(path)
 
 
-def save(root: Path, step: int, states: dict[str, State], keep: int) -> Path:
-    """Write `states` (holder name -> (tensors, rest)) as checkpoint `step`; keep the newest `keep`."""
-    final, tmp = root / f"step_{step:06d}", root / f".step_{step:06d}.tmp"
+def begin(root: Path, step: int) -> Path:
+    """A fresh hidden temp directory for checkpoint `step`: holders write into it, `commit` publishes it."""
+    tmp = root / f".step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    files = {}
-    for name, (tensors, rest) in states.items():
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        _write_file(tmp / f"{name}.safetensors", lambda p: save_file(tensors, str(p)))
-        _write_file(tmp / f"{name}.json", lambda p: p.write_text(json.dumps(rest)))
-        files |= {f"{name}.safetensors": _sha256(tmp / f"{name}.safetensors"),
-                  f"{name}.json": _sha256(tmp / f"{name}.json")}
+    return tmp
+
+
+def write_state(tmp: Path, name: str, state: State) -> dict[str, str]:
+    """One holder's files (fsynced) in the temp directory; returns {file: sha256} for the manifest. Actors call
+    this themselves, so weights go to (shared) disk without passing through the driver."""
+    tmp = Path(tmp)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state[0].items()}
+    _write_file(tmp / f"{name}.safetensors", lambda p: save_file(tensors, str(p)))
+    _write_file(tmp / f"{name}.json", lambda p: p.write_text(json.dumps(state[1])))
+    return {f"{name}.safetensors": _sha256(tmp / f"{name}.safetensors"), f"{name}.json": _sha256(tmp / f"{name}.json")}
+
+
+def commit(root: Path, tmp: Path, step: int, files: dict[str, str], keep: int) -> Path:
+    """Write the manifest, rename the temp directory into place, and keep the newest `keep` checkpoints."""
+    final = root / f"step_{step:06d}"
     manifest = {"format": FORMAT, "step": step, "files": files}
     _write_file(tmp / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1)))
     _fsync(tmp)
@@ -72,6 +81,15 @@ def save(root: Path, step: int, states: dict[str, State], keep: int) -> Path:
     for old in sorted(root.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save(root: Path, step: int, states: dict[str, State], keep: int) -> Path:
+    """Write `states` (holder name -> (tensors, rest)) as checkpoint `step`; keep the newest `keep`."""
+    tmp = begin(root, step)
+    files = {}
+    for name, state in states.items():
+        files |= write_state(tmp, name, state)
+    return commit(root, tmp, step, files, keep)
 
 
 def verify(path: Path) -> dict:
@@ -91,18 +109,29 @@ def verify(path: Path) -> dict:
     return {"step": step, "files": files}
 
 
+def read_state(path: Path, name: str) -> State:
+    """One holder's state from a checkpoint directory that `verify` accepted."""
+    path = Path(path)
+    return load_file(str(path / f"{name}.safetensors")), json.loads((path / f"{name}.json").read_text())
+
+
 def load(path: Path) -> tuple[int, dict[str, State]]:
     manifest = verify(path)
     names = sorted({n.rsplit(".", 1)[0] for n in manifest["files"]})
-    return manifest["step"], {n: (load_file(str(path / f"{n}.safetensors")),
-                                  json.loads((path / f"{n}.json").read_text())) for n in names}
+    return manifest["step"], {n: read_state(path, n) for n in names}
 
 
-def load_latest(root: Path) -> tuple[int, dict[str, State]] | None:
-    """The newest checkpoint under `root` that verifies, warning about each newer one that does not."""
-    for path in sorted(root.glob("step_*"), reverse=True):
+def latest_valid(root: Path) -> Path | None:
+    """The newest checkpoint directory under `root` that verifies, warning about each newer one that does not."""
+    for path in sorted(Path(root).glob("step_*"), reverse=True):
         try:
-            return load(path)
+            verify(path)
+            return path
         except CheckpointError as e:
             warnings.warn(f"skipping checkpoint {path.name}: {e}", stacklevel=2)
     return None
+
+
+def load_latest(root: Path) -> tuple[int, dict[str, State]] | None:
+    path = latest_valid(root)
+    return None if path is None else load(path)

@@ -1,0 +1,18 @@
+"""A mixin for actors that take part in checkpoints: each writes and reads its own files (weights never pass
+through the driver), through `state()` / `load_state()` of the actor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from learners import checkpoint
+
+
+class Checkpointed:
+    def save_state(self, tmp_dir: str, name: str) -> dict[str, str]:
+        """Write this actor's state into a checkpoint's temp directory; returns {file: sha256}."""
+        return checkpoint.write_state(Path(tmp_dir), name, self.state())
+
+    def restore(self, checkpoint_dir: str, name: str):
+        """Load this actor's state from a verified checkpoint directory."""
+        return self.load_state(checkpoint.read_state(Path(checkpoint_dir), name))
