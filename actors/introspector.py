@@ -11,10 +11,11 @@ import torch
 from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
-from rewards.introspection import RubricBook
+from rewards.introspection import RubricBook, fallback_rubric
 from rewards.rubric import SCHEMA_INSTRUCTION, RubricItem
 from rewards.scoring import question_scores, rubric_rewards
 from rollout.batch import Judgement, RolloutBatch
+from rollout.health import batch_health
 
 
 @ray.remote
@@ -59,4 +60,6 @@ class IntrospectorActor(Checkpointed):
         rewards = rubric_rewards(scores, torch.tensor(index), len(batch.prompts))
         ref = self.a.image_logprobs(batch.prompts, batch.tokens, guidance, temperature)
         rubric = {k: v - counts_before.get(k, 0) for k, v in self.book.counts.items()}  # this call's share
-        return Judgement(rewards, ref, time.perf_counter() - t0, rubric)
+        fallback = [items == fallback_rubric(p) for items, p in zip(rubrics, batch.prompts)]
+        health = batch_health(rewards, batch.group_size, batch.images, fallback)
+        return Judgement(rewards, ref, time.perf_counter() - t0, rubric, health)

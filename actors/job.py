@@ -11,6 +11,7 @@ from pathlib import Path
 import ray
 from ray.util.placement_group import remove_placement_group
 
+from actors import weight_sync
 from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
 from actors.placement import place_role
@@ -98,10 +99,12 @@ class MetaTTRLJob:
         self.sync()
 
     def sync(self) -> tuple[int, float]:
-        """Learner 0 broadcasts its weights; returns (version, seconds of the slowest receiver)."""
+        """Learner 0 broadcasts its weights and every rollout actor confirms the version and a checksum of what
+        it holds (weight_sync.SyncError otherwise); returns (version, seconds of the slowest receiver)."""
         sent, *received = ray.get([self.learners[0].broadcast.remote()] +
                                   [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
-        return sent, max(seconds for _, seconds in received)
+        weight_sync.check_sync(sent, {f"rollout-{i}": got[:2] for i, got in enumerate(received)})
+        return sent[0], max(seconds for *_, seconds in received)
 
     def update(self, parts: list, judgements: list) -> dict:
         """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives (after

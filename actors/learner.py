@@ -53,9 +53,11 @@ class LearnerActor(Checkpointed):
         self.version += 1
         return {**stats, **info, "train_s": time.perf_counter() - t1}
 
-    def broadcast(self) -> int:
-        return weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
-                                             self.a.device)
+    def broadcast(self) -> tuple[int, int]:
+        """Send the weights; returns (version, checksum) for the receivers to be checked against."""
+        version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
+                                                self.a.device)
+        return version, weight_sync.fingerprint(self.trainer.params)
 
     def weights(self) -> dict[str, torch.Tensor]:
         return generator_state(self.a.model)

@@ -28,12 +28,14 @@ class RolloutActor(Checkpointed):
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
 
-    def receive_weights(self, bucket_bytes: int) -> tuple[int, float]:
-        """The learner's newest weights, in place; returns (version now held, seconds the transfer took)."""
+    def receive_weights(self, bucket_bytes: int) -> tuple[int, int, float]:
+        """The learner's newest weights, in place; returns (version now held, checksum of the weights held,
+        seconds the transfer took)."""
         t0 = time.perf_counter()
         self.version = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
                                                      self.a.device)
-        return self.version, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        return self.version, weight_sync.fingerprint(self.params), seconds
 
     def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:
         t0 = time.perf_counter()

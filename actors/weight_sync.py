@@ -58,6 +58,34 @@ def unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor
     return out
 
 
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_MODULUS = (1 << 61) - 1
+
+
+def fingerprint(tensors: list[torch.Tensor]) -> int:
+    """A checksum of the exact bits of `tensors`, cheap on GPU (no copy to host, no hashing pass): each tensor's
+    bit patterns summed as integers (exact, so independent of reduction order and thread count), mixed with its
+    position. Equal on sender and receiver iff a sync delivered every tensor (up to a 2^-61 collision)."""
+    total = 0
+    for i, t in enumerate(tensors):
+        bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()])
+        total = (total + (i + 1) * (int(bits.sum(dtype=torch.int64)) % _MODULUS + t.numel())) % _MODULUS
+    return total
+
+
+class SyncError(RuntimeError):
+    """A rollout actor does not hold the weights the learner sent."""
+
+
+def check_sync(sent: tuple[int, int], received: dict[str, tuple[int, int]]) -> None:
+    """Every receiver's (version, fingerprint) must equal the sender's; otherwise stop, naming who differs."""
+    wrong = {name: got for name, got in received.items() if tuple(got) != tuple(sent)}
+    if wrong:
+        name, (version, fp) = next(iter(wrong.items()))
+        raise SyncError(f"after the weight sync {name} holds version {version} (checksum {fp:#x}), the learner "
+                        f"sent version {sent[0]} (checksum {sent[1]:#x}); {len(wrong)} actor(s) disagree")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

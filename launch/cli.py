@@ -57,9 +57,15 @@ def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str |
 
 
 def run_main(main, argv: list[str] | None = None) -> None:
-    """Run `main(argv)`, turning UserError into a one-line message and exit code 2."""
+    """Run `main(argv)`, turning UserError into a one-line message and exit code 2, and a run stopped by its
+    health guard into one and exit code 3."""
+    from rollout.health import RunUnhealthy
     try:
         main(sys.argv[1:] if argv is None else argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunUnhealthy as e:
+        print(f"error: run stopped by its health guard: {e}; metrics.jsonl and the checkpoints so far are kept",
+              file=sys.stderr)
+        raise SystemExit(3) from None

@@ -31,6 +31,8 @@ from launch.progress import Progress, PromptStream, check_holders, checkpoint_to
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 from learners import checkpoint
+from rollout.health import Guard
+from rollout.health import add as add_health
 
 
 # (key, lowest valid value, why): integer and float settings with a floor
@@ -38,7 +40,7 @@ FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "G
           ("trainer.max_staleness", 0, ""), ("trainer.learners", 1, ""), ("trainer.introspectors", 1, ""),
           ("rollout.actors", 1, ""), ("data.prompts_per_step", 1, ""), ("data.eval_samples", 1, ""),
           ("grpo.epochs", 1, ""), ("grpo.minibatch", 1, ""), ("run.checkpoint_every", 0, "0: only after the last step"),
-          ("run.keep_checkpoints", 1, "")]
+          ("run.keep_checkpoints", 1, ""), ("guard.window", 1, "")]
 
 
 def check(cfg) -> None:
@@ -48,6 +50,9 @@ def check(cfg) -> None:
         value = OmegaConf.select(cfg, key)
         if value < floor:
             raise UserError(f"{key} must be >= {floor}{f' ({why})' if why else ''}, got {value}")
+    for key, limit in cfg.guard.items():
+        if key.startswith("max_") and not 0 <= limit <= 1:
+            raise UserError(f"guard.{key} is a fraction in [0, 1], got {limit}")
     if cfg.sync.bucket_mb <= 0:
         raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
     if cfg.rubric.source not in ("introspector", "metadata"):
@@ -149,6 +154,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
         p.before = evaluate_splits(job, metas, heldout)
         grids.draw("before training")
     ahead = tr.max_staleness if tr.async_mode else 0
+    guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window)
     in_flight = deque()  # submitted steps not yet trained on, each with the prompt stream's state before it
     for step in trange(p.step, tr.steps if not p.converged else p.step, desc="meta-ttrl", initial=p.step,
                        total=tr.steps):
@@ -163,6 +169,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
         record = step_record(step, ray.get(judgements), ray.get(oracle), stats, p.rubric)
         p.rewards_seen.append(record["reward_mean"])
         tracker.log(record | {"step_s": time.time() - t})
+        guard.check(record["health"])  # NaN rewards, flat groups, blank images, fallback rubrics: stop if too many
         grids.after_step(step + 1)
         p.step, p.converged = step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
         last = p.converged or p.step == tr.steps
@@ -183,10 +190,14 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
 def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:
     """One metrics.jsonl line; `rubric` accumulates the rubric book's events over the run."""
     rewards = np.concatenate([j.rewards.numpy() for j in judged])
+    health: dict[str, int] = {}
     for j in judged:
         rubric.update(j.rubric)
-    return {"step": step, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-            "oracle": float(np.mean(np.concatenate(oracle))), **stats, "rubric": dict(rubric)}
+        health = add_health(health, j.health)
+    finite = rewards[np.isfinite(rewards)]  # NaN/inf are counted in health, not averaged in
+    mean, std = (float(finite.mean()), float(finite.std())) if finite.size else (float("nan"), float("nan"))
+    return {"step": step, "reward_mean": mean, "reward_std": std, "oracle": float(np.mean(np.concatenate(oracle))),
+            **stats, "rubric": dict(rubric), "health": health}
 
 
 def finish(tracker: Tracker, grids: "Grids", before: dict, after: dict, steps: int, wall_s: float) -> dict:

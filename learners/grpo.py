@@ -1,7 +1,8 @@
 """GRPO (Meta-TTRL Eq. 7-8; DESIGN.md §2): pure functions, tensors in and tensors out.
 
 - `group_advantages` (Eq. 8): rewards standardised within each prompt's group of G candidates; a group whose
-  rewards are all equal carries no preference and gets advantage 0 (counted, not divided by ~0).
+  rewards are all equal carries no preference and gets advantage 0 (counted, not divided by ~0); so does a group
+  with a NaN/inf reward (a broken judge must not poison the weights; the run's health guard counts these).
 - `k3_kl`: the k3 estimator of KL(pi || pi_ref) per token, exp(ref - logp) - (ref - logp) - 1 (>= 0, unbiased).
 - `grpo_loss` (Eq. 7, negated for minimisation): per-token PPO-clipped importance ratio against the policy that
   sampled, plus beta * k3 KL, aggregated by a registered rule (`AGGREGATIONS`).
@@ -23,8 +24,10 @@ def group_advantages(rewards: torch.Tensor, group_size: int, min_std: float = 1e
     if group_size < 2:
         raise ValueError("GRPO needs group_size >= 2 (one candidate has no group to be compared with)")
     groups = rewards.view(-1, group_size).double()
+    broken = ~torch.isfinite(groups).all(dim=1, keepdim=True)
+    groups = torch.where(broken, torch.zeros_like(groups), groups)
     std = groups.std(dim=1, keepdim=True)
-    flat = std <= min_std
+    flat = (std <= min_std) | broken
     centred = groups - groups.mean(dim=1, keepdim=True)
     adv = torch.where(flat, torch.zeros_like(groups), centred / std.clamp_min(min_std))
     return adv.view(-1).to(rewards.dtype), int(flat.sum())

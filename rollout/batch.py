@@ -34,11 +34,13 @@ class Judgement:
     ref_logprobs: torch.Tensor  # (N, T) under the frozen reference, same guided distribution
     judge_s: float = 0.0  # seconds the introspector spent on this part
     rubric: dict[str, int] = field(default_factory=dict)  # rubrics written / repaired / fallen back for this part
+    health: dict[str, int] = field(default_factory=dict)  # rollout.health.batch_health counts
 
     @staticmethod
     def concat(parts: list["Judgement"]) -> "Judgement":
         return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]),
-                         max(p.judge_s for p in parts), dict(sum((Counter(p.rubric) for p in parts), Counter())))
+                         max(p.judge_s for p in parts), dict(sum((Counter(p.rubric) for p in parts), Counter())),
+                         dict(sum((Counter(p.health) for p in parts), Counter())))
 
 
 def split_stale(versions: list[int], learner_version: int, max_staleness: int) -> tuple[list[int], list[int]]:

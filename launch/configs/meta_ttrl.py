@@ -89,6 +89,17 @@ class TrainerConfig:
 
 
 @dataclass
+class GuardConfig:
+    """Stop the run when a failure's fraction over the last `window` steps passes its threshold (rollout.health).
+    Defaults measured on the toy job (docs/results/meta_ttrl.md): a healthy run stays well below them."""
+    window: int = 10
+    max_nonfinite_rewards: float = 0.05
+    max_flat_groups: float = 0.9
+    max_degenerate_images: float = 0.5
+    max_fallback_rubrics: float = 0.5
+
+
+@dataclass
 class RunConfig:
     name: str = "meta-ttrl"
     root: str = "runs"  # run directory: <root>/<timestamp>-<name>/ unless `dir` is set
@@ -114,4 +125,5 @@ class MetaTTRLConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     run: RunConfig = field(default_factory=RunConfig)
