@@ -1,8 +1,9 @@
-"""A mixin for actors that take part in checkpoints: each writes and reads its own files (weights never pass
-through the driver), through `state()` / `load_state()` of the actor."""
+"""A mixin for the job's actors: each writes and reads its own checkpoint files (weights never pass through the
+driver), through `state()` / `load_state()` of the actor, and tells its process id (a new one after a restart)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from learners import checkpoint
@@ -16,3 +17,6 @@ class Checkpointed:
     def restore(self, checkpoint_dir: str, name: str):
         """Load this actor's state from a verified checkpoint directory."""
         return self.load_state(checkpoint.read_state(Path(checkpoint_dir), name))
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -6,6 +6,7 @@ the collective in `actors.weight_sync`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import ray
@@ -46,12 +47,15 @@ class MetaTTRLJob:
             self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
                                              lambda i: (m.path, m.threads, cfg.rubric, metadata, seed))
             self._join_collective()
+            self._pids: dict[str, int] = {}
+            self.find_restarted()
         except BaseException:
             self.shutdown()
             raise
 
     def _place(self, actor_cls, role: str, n: int, resources, args_for) -> list:
-        actors, group = place_role(actor_cls, role, n, resources, self.cfg.resources.strategy, args_for)
+        actors, group = place_role(actor_cls, role, n, resources, self.cfg.resources.strategy, args_for,
+                                   max_restarts=self.cfg.trainer.max_actor_restarts)
         self.groups.append(group)
         return actors
 
@@ -79,6 +83,27 @@ class MetaTTRLJob:
         r, m = self.cfg.rollout, len(self.introspectors)
         return [self.introspectors[i % m].judge.remote(part, r.guidance, r.temperature) for i, part in enumerate(parts)]
 
+    def find_restarted(self, timeout_s: float = 180) -> list[str]:
+        """Names of the actors that came back as a new process since the last call (waiting for restarting
+        ones); an actor out of restarts raises ray.exceptions.ActorDiedError."""
+        deadline, pids = time.time() + timeout_s, {}
+        for name, actor in self.holders().items():
+            while True:
+                try:
+                    pids[name] = ray.get(actor.pid.remote(), timeout=max(deadline - time.time(), 1))
+                    break
+                except ray.exceptions.RayActorError:  # dead or restarting: ask again until it is back
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.5)
+        restarted = [n for n, pid in pids.items() if n in self._pids and self._pids[n] != pid]
+        self._pids = pids
+        return restarted
+
+    def rejoin(self) -> None:
+        """A new process group for the weight holders (after one of them restarted: the old group is broken)."""
+        self._join_collective()
+
     def holders(self) -> dict:
         """Every actor whose state a checkpoint holds, by checkpoint name (= its actor name)."""
         roles = {"learner": self.learners, "rollout": self.rollouts, "introspector": self.introspectors}
@@ -98,6 +123,11 @@ class MetaTTRLJob:
         ray.get([a.restore.remote(str(path), name) for name, a in self.holders().items()])
         self.sync()
 
+    def restore_some(self, path: Path, names: list[str]) -> None:
+        """Only these actors from a checkpoint (e.g. a restarted introspector's rubric cache)."""
+        holders = self.holders()
+        ray.get([holders[n].restore.remote(str(path), n) for n in names])
+
     def sync(self) -> tuple[int, float]:
         """Learner 0 broadcasts its weights and every rollout actor confirms the version and a checksum of what
         it holds (weight_sync.SyncError otherwise); returns (version, seconds of the slowest receiver)."""
@@ -106,10 +136,14 @@ class MetaTTRLJob:
         weight_sync.check_sync(sent, {f"rollout-{i}": got[:2] for i, got in enumerate(received)})
         return sent[0], max(seconds for *_, seconds in received)
 
+    def train(self, parts: list, judgements: list) -> dict:
+        """One GRPO step on every learner rank (each takes its share of the step's samples)."""
+        return ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
+
     def update(self, parts: list, judgements: list) -> dict:
-        """GRPO step on every learner rank, then learner 0 broadcasts and every rollout actor receives (after
-        the samples already queued on it: in async mode those are the next step's, one version behind)."""
-        stats = ray.get([ln.step.remote(parts, judgements) for ln in self.learners])[0]
+        """GRPO step, then learner 0 broadcasts and every rollout actor receives (after the samples already
+        queued on it: in async mode those are the next step's, one version behind)."""
+        stats = self.train(parts, judgements)
         version, seconds = self.sync()
         return {**stats, "version": version, "sync_s": seconds}
 

@@ -30,6 +30,7 @@ class LearnerActor(Checkpointed):
         return ray.util.get_node_ip_address(), weight_sync.free_port()
 
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
+        weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
 
     def _allreduce(self, params):

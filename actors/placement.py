@@ -18,10 +18,11 @@ class PlacementError(RuntimeError):
     """The cluster lacks the resources a role asks for."""
 
 
-def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for,
-               timeout_s: float = 120) -> tuple[list, object]:
+def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for, timeout_s: float = 120,
+               max_restarts: int = 0) -> tuple[list, object]:
     """Start n actors of `actor_cls` in a placement group of n bundles; `args_for(i)` gives actor i's args.
-    Returns (actors, placement group)."""
+    A dead actor is restarted up to `max_restarts` times in its bundle (the driver then brings it up to date;
+    its interrupted calls fail rather than rerun on a stale actor: max_task_retries=0). Returns (actors, group)."""
     wanted = bundles(n, resources.num_cpus, resources.num_gpus)
     group = placement_group(wanted, strategy=strategy, name=f"{role}s")
     try:
@@ -34,6 +35,7 @@ def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for,
     for i in range(n):
         actors.append(actor_cls.options(
             name=f"{role}-{i}", num_cpus=resources.num_cpus, num_gpus=resources.num_gpus,
+            max_restarts=max_restarts, max_task_retries=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i),
         ).remote(*args_for(i)))
     return actors, group

@@ -26,6 +26,7 @@ class RolloutActor(Checkpointed):
         self.version, self.groups = 0, None
 
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
+        weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
 
     def receive_weights(self, bucket_bytes: int) -> tuple[int, int, float]:

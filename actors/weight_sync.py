@@ -118,6 +118,12 @@ def join(rank: int, n_learners: int, n_rollouts: int, address: str, port: int, b
     return Groups(rank, learners, sync)
 
 
+def leave() -> None:
+    """Leave the job's process group (before a new one is formed without a restarted member's old self)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, bucket_bytes: int,
                       device: torch.device) -> int:
     """Learner 0 sends, rollouts receive in place; returns the version now held. The learner ranks 1..K-1 are

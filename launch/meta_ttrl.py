@@ -12,22 +12,28 @@ import math
 import os
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: import this checkout (e.g. the working dir `ray job submit` shipped)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if not os.environ.get("RAY_ADDRESS") and not any(a.startswith("run.ray_address=") and a[16:] for a in sys.argv):
+    # A local one-machine cluster binds to loopback; without this Ray maps 127.0.0.1 to the eth0 address.
+    # Ray reads it at import, so it is set before `import ray`; a job joining a real cluster is left alone.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import numpy as np
 import ray
 from omegaconf import OmegaConf
-from tqdm import trange
+from tqdm import tqdm
 
 from launch.cli import UserError, parse_config, run_main
 from launch.configs.meta_ttrl import MetaTTRLConfig
 from launch.evaluate import load_adapter, load_prompts
 from launch.report import read_metrics, reward_oracle_correlation, save_grid, write_report
-from launch.progress import Progress, PromptStream, check_holders, checkpoint_to_resume
+from launch.progress import Pipeline, Progress, PromptStream, check_holders, checkpoint_to_resume
+from launch.recovery import Recovery
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 from learners import checkpoint
@@ -76,8 +82,6 @@ def connect(address: str, cpus_needed: float) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or None, runtime_env=env, log_to_driver=False)
     else:
-        # Ray maps 127.0.0.1 to the eth0 address unless told this is a one-machine cluster: bind to loopback
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         # address="local": a new cluster even if this machine runs another (or a stale pointer to one)
         ray.init(address="local", _node_ip_address="127.0.0.1", runtime_env=env, include_dashboard=False,
                  num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), log_to_driver=False)
@@ -147,44 +151,65 @@ def start(run: RunDir, resume_setting: str) -> Progress:
 def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker, stream: PromptStream,
               progress: Progress) -> dict:
     """Algorithm 1: until T steps or the reward converges: rubric -> sample G -> score -> GRPO step.
-    Async mode keeps the rollouts (and scoring) of the next `max_staleness` steps in flight during an update."""
-    t0, tr, p = time.time(), cfg.trainer, progress
-    grids = Grids(job, tracker.run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every, p.grids)
+    Async mode keeps the rollouts (and scoring) of the next `max_staleness` steps in flight during an update.
+    An actor that dies is restarted and brought up to date, and its step redone (launch/recovery.py)."""
+    t0, tr, p, run = time.time(), cfg.trainer, progress, tracker.run
+    grids = Grids(job, run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every, p.grids)
+
+    def save_checkpoint():
+        job.save_checkpoint(run.path / "checkpoints", p.step, p.state(pipeline.resume_state(), time.time() - t0),
+                            cfg.run.keep_checkpoints)
+
+    pipeline = Pipeline(job, stream, cfg.data.prompts_per_step, tr.max_staleness if tr.async_mode else 0)
     if p.before is None:
         p.before = evaluate_splits(job, metas, heldout)
         grids.draw("before training")
-    ahead = tr.max_staleness if tr.async_mode else 0
+        save_checkpoint()  # step 0: what a learner that dies before the first periodic checkpoint rolls back to
+    recovery = Recovery(job, run, stream, tr.max_recoveries, lambda path: resume(job, run, path, stream))
     guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window)
-    in_flight = deque()  # submitted steps not yet trained on, each with the prompt stream's state before it
-    for step in trange(p.step, tr.steps if not p.converged else p.step, desc="meta-ttrl", initial=p.step,
-                       total=tr.steps):
-        t = time.time()
-        while len(in_flight) <= ahead and step + len(in_flight) < tr.steps:
-            drawn_from = stream.state()
-            parts = job.rollout(stream.next(cfg.data.prompts_per_step))  # sample G candidates per prompt
-            # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the oracle is for metrics only
-            in_flight.append((drawn_from, parts, job.judge(parts), job.oracle(parts)))
-        _, parts, judgements, oracle = in_flight.popleft()
-        stats = job.update(parts, judgements)  # GRPO (Eq. 7-8), then the weights to the rollout actors
-        record = step_record(step, ray.get(judgements), ray.get(oracle), stats, p.rubric)
-        p.rewards_seen.append(record["reward_mean"])
-        tracker.log(record | {"step_s": time.time() - t})
+    bar = tqdm(total=tr.steps, initial=p.step, desc="meta-ttrl")
+    while p.step < tr.steps and not p.converged:
+        t, flight = time.time(), pipeline.current(p.step, tr.steps)
+        outcome = train_and_sync(job, flight, recovery)  # GRPO (Eq. 7-8), then the weights to the rollouts
+        if not isinstance(outcome, dict):  # an actor died: redo this step, or go on from a rolled-back one
+            pipeline.drop(rewind=outcome is None)
+            p = outcome or p
+            grids.drawn, bar.n = p.grids, p.step
+            continue
+        pipeline.done()
+        record = step_record(p.step, ray.get(flight.judgements), ray.get(flight.oracle), outcome, p.rubric)
+        tracker.log(record | {"restarts": dict(recovery.restarts), "step_s": time.time() - t})
         guard.check(record["health"])  # NaN rewards, flat groups, blank images, fallback rubrics: stop if too many
-        grids.after_step(step + 1)
-        p.step, p.converged = step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
-        last = p.converged or p.step == tr.steps
-        if last or (cfg.run.checkpoint_every > 0 and p.step % cfg.run.checkpoint_every == 0):
-            # in-flight steps are not in the checkpoint: a resume redraws their prompts from the stream
-            resume_stream = in_flight[0][0] if in_flight else stream.state()
-            job.save_checkpoint(tracker.run.path / "checkpoints", p.step,
-                                p.state(resume_stream, time.time() - t0), cfg.run.keep_checkpoints)
-        if p.converged:
-            job.cancel([ref for entry in in_flight for refs in entry[1:] for ref in refs])  # rollouts not needed
-            break
-    job.save_policy(str(tracker.run.path / "final"))  # loadable by plain transformers (save_pretrained)
+        p.rewards_seen.append(record["reward_mean"])
+        p.step, p.converged = p.step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
+        grids.after_step(p.step)
+        bar.update(1)
+        if p.converged or p.step == tr.steps or (cfg.run.checkpoint_every and p.step % cfg.run.checkpoint_every == 0):
+            save_checkpoint()
+    pipeline.drop(rewind=False)  # after an early stop: rollouts no longer needed
+    bar.close()
+    job.save_policy(str(run.path / "final"))  # loadable by plain transformers (save_pretrained)
     grids.draw("after training")
     after = evaluate_splits(job, metas, heldout)
     return finish(tracker, grids, p.before, after, len(p.rewards_seen), p.wall_s + time.time() - t0)
+
+
+def train_and_sync(job, flight, recovery: Recovery) -> dict | Progress | None:
+    """One step's update and weight sync: its stats, or what `recovery` made of an actor's death (a step the
+    learner did not apply is redone: None; a learner's death rolls back: the restored Progress). A death during
+    the sync leaves the applied step standing: the recovery re-syncs."""
+    try:
+        stats = job.train(flight.parts, flight.judgements)
+    except ray.exceptions.RayError as e:
+        return recovery.handle(e)
+    try:
+        version, sync_s = job.sync()
+    except ray.exceptions.RayError as e:
+        restored = recovery.handle(e)
+        if restored is not None:
+            return restored
+        version, sync_s = recovery.synced
+    return {**stats, "version": version, "sync_s": sync_s}
 
 
 def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray reads this when imported (before any test module imports it): without it 127.0.0.1 becomes eth0's address
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 torch.set_num_threads(2)
 
 
@@ -28,7 +30,6 @@ def ray_local():
     import ray
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # else Ray maps 127.0.0.1 to eth0's address
     env = {"env_vars": {"GLOO_SOCKET_IFNAME": "lo", "TOKENIZERS_PARALLELISM": "false"}}
     ray.init(_node_ip_address="127.0.0.1", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=env)
     yield ray

@@ -86,6 +86,8 @@ class TrainerConfig:
     max_staleness: int = 1  # async: samples at most this many weight versions old; the pipeline runs this far ahead
     learners: int = 1  # K data-parallel learner ranks
     introspectors: int = 1
+    max_actor_restarts: int = 3  # per actor: Ray restarts a dead actor this often; the driver brings it up to date
+    max_recoveries: int = 5  # actor failures the run survives in all (a learner's death rolls back to a checkpoint)
 
 
 @dataclass
