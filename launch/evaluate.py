@@ -79,8 +79,9 @@ def load_adapter(checkpoint: str) -> JanusAdapter:
                         f"(the embedded model is {DEFAULT_CHECKPOINT})")
     try:
         return JanusAdapter.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"checkpoint {checkpoint!r} could not be loaded: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # a user's directory: any failure to read it (truncated weights, bad JSON) is theirs
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"checkpoint {checkpoint!r} could not be loaded ({type(e).__name__}: {first})") from None
 
 
 def print_table(result: dict, title: str) -> None:

@@ -49,9 +49,10 @@ FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "G
           ("run.keep_checkpoints", 1, ""), ("guard.window", 1, "")]
 
 
-def check(cfg) -> None:
-    """Every user error that can be seen before a cluster starts, as one line."""
-    load_adapter(cfg.model.path)  # a missing or broken checkpoint fails here, in one line
+def check(cfg):
+    """Every user error in the config that can be seen before a cluster starts, as one line; returns the model
+    adapter (loaded once here, so a missing or broken checkpoint fails in one line)."""
+    adapter = load_adapter(cfg.model.path)
     for key, floor, why in FLOORS:
         value = OmegaConf.select(cfg, key)
         if value < floor:
@@ -70,6 +71,17 @@ def check(cfg) -> None:
     if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not Path(cfg.run.dir or cfg.run.root).is_absolute():
         raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
                         "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
+    return adapter
+
+
+def check_prompts(adapter, metas: list[dict], where: str, max_new_tokens: int) -> None:
+    """Every prompt must fit the model's context in each of its uses (image, rubric, fallback question)."""
+    from rewards.rubric import SCHEMA_INSTRUCTION
+    for n, meta in enumerate(metas, start=1):
+        needed = adapter.positions_needed(meta["prompt"], SCHEMA_INSTRUCTION, max_new_tokens)
+        if needed > adapter.max_positions:
+            raise UserError(f"{where}: prompt {n} ({meta['prompt'][:40]!r}...) needs {needed} sequence positions, "
+                            f"the model has {adapter.max_positions}: shorten it (or lower rubric.max_new_tokens)")
 
 
 def connect(address: str, cpus_needed: float) -> None:
@@ -92,9 +104,12 @@ def main(argv: list[str]) -> None:
     from actors.placement import PlacementError
 
     cfg = load_config(argv)
-    check(cfg)
+    adapter = check(cfg)
     metas = load_prompts(cfg.data.split)
     heldout = load_prompts(cfg.data.heldout) if cfg.data.heldout else []
+    check_prompts(adapter, metas, cfg.data.split, cfg.rubric.max_new_tokens)
+    check_prompts(adapter, heldout, str(cfg.data.heldout), cfg.rubric.max_new_tokens)
+    del adapter
     run = RunDir.create(cfg.run)
     resume_from = checkpoint_to_resume(cfg.run, run.path)
     run.save_config(cfg)

@@ -92,6 +92,19 @@ class JanusAdapter:
             ids[i, sl], mask[i, sl] = torch.tensor(r), 1
         return ids.to(self.device), mask.to(self.device)
 
+    def positions_needed(self, prompt: str, instruction: str, max_new_tokens: int) -> int:
+        """Sequence positions the longest use of `prompt` takes: generating its image, writing its rubric, or
+        asking the fallback rubric question (which quotes it) about an image."""
+        def length(text: str) -> int:
+            return len(self.tok(text, add_special_tokens=False).input_ids)
+        return max(length(self._fill("generate", prompt=prompt)) + self.n_image_tokens,
+                   length(self._fill("write", instruction=instruction, prompt=prompt)) + max_new_tokens,
+                   length(self._fill("answer", question=f"does the image show : {prompt} ?")))
+
+    @property
+    def max_positions(self) -> int:
+        return self.model.config.text_config.max_position_embeddings
+
     def generation_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left-padded (cond ids, uncond ids, mask); uncond keeps the first and last token (BOS, BOI)."""
         ids, mask = self._batch([self._fill("generate", prompt=p) for p in prompts], left=True)

@@ -1,0 +1,98 @@
+"""The README's bad-input table, row by row: each bad input to the Meta-TTRL job is one line naming what is wrong
+and what is valid (exit code 2, no traceback), raised before any cluster starts."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from launch import meta_ttrl
+from launch.cli import UserError
+from learners import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}],
+        "prompt": "a photo of a red circle"}
+
+
+def files(tmp: Path) -> dict[str, str]:
+    """Bad inputs on disk, by name."""
+    (tmp / "empty.jsonl").write_text("\n\n")
+    (tmp / "bad.jsonl").write_text(json.dumps(GOOD) + "\n{oops\n")
+    (tmp / "long.jsonl").write_text(json.dumps({**GOOD, "prompt": "a photo of a red circle " * 120}) + "\n")
+    (tmp / "alien.jsonl").write_text(json.dumps({**GOOD, "include": [{"class": "dog", "count": 1}]}) + "\n")
+    broken = tmp / "broken_model"
+    broken.mkdir()
+    shutil.copy(ROOT / "models" / "toy_umm" / "config.json", broken)
+    (broken / "model.safetensors").write_bytes(b"\x00garbage")
+    return {"tmp": str(tmp), "broken": str(broken)}
+
+
+ROWS = [  # (overrides, message)
+    (["foo=1"], "unknown config key 'foo'; valid keys: model.path"),
+    (["trainer.steps=many"], "bad config value: Value 'many' of type 'str' could not be converted to Integer"),
+    (["trainer.steps"], "override 'trainer.steps' is not key=value"),
+    (["model.path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),
+    (["model.path={broken}"], "could not be loaded (SafetensorError"),
+    (["data.split=/nope.jsonl"], "split '/nope.jsonl' is neither a built-in split (train, test, heldout) nor a file"),
+    (["data.split={tmp}/empty.jsonl"], "empty.jsonl' has no prompts"),
+    (["data.split={tmp}/bad.jsonl"], "bad.jsonl: line 2 is not valid JSON"),
+    (["data.split={tmp}/alien.jsonl"], "alien.jsonl: line 1: clause {'class': 'dog', 'count': 1} names a class"),
+    (["data.split={tmp}/long.jsonl"], "needs 841 sequence positions, the model has 512: shorten it"),
+    (["rollout.group_size=1"], "rollout.group_size must be >= 2 (GRPO compares candidates), got 1"),
+    (["trainer.learners=0"], "trainer.learners must be >= 1, got 0"),
+    (["guard.max_flat_groups=2"], "guard.max_flat_groups is a fraction in [0, 1], got 2.0"),
+    (["run.wandb=off"], "run.wandb 'False' is not one of: auto, online, offline, disabled"),
+    (["run.resume=auto"], "run.resume needs run.dir: the directory of the run to continue"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", ROWS, ids=[r[0][0].split("=")[0] for r in ROWS])
+def test_bad_input_is_one_clear_line(overrides, message, tmp_path):
+    paths = files(tmp_path)
+    argv = [o.format(**paths) for o in overrides]
+    if not any(a.startswith("run.resume=") for a in argv):
+        argv.append(f"run.dir={tmp_path / 'run'}")
+    with pytest.raises(UserError) as e:
+        meta_ttrl.main(argv)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_reused_run_dir_and_a_corrupted_checkpoint_to_resume(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n')
+    with pytest.raises(UserError, match="already holds a run .* pass run.resume=auto to continue it"):
+        meta_ttrl.main([f"run.dir={tmp_path}"])
+    ckpt = checkpoint.save(tmp_path / "checkpoints", 2, {"driver": ({"x": torch.ones(3)}, {"step": 2})}, keep=1)
+    (ckpt / "driver.json").write_text('{"step": 3}')  # tampered
+    with pytest.raises(UserError, match="driver.json: checksum mismatch"):
+        meta_ttrl.main([f"run.dir={tmp_path}", f"run.resume={ckpt}"])
+
+
+def test_the_job_script_prints_the_line_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "launch/meta_ttrl.py", "data.split=/nope.jsonl", f"run.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: split '/nope.jsonl' is neither")
+
+
+def test_a_submitted_job_needs_an_absolute_run_root(monkeypatch):
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what Ray sets in a submitted job's driver
+    with pytest.raises(UserError, match="give an absolute run.root"):
+        meta_ttrl.main(["run.root=runs"])
+
+
+def test_resources_the_cluster_lacks_fail_in_one_line_and_free_the_group(ray_local):
+    from omegaconf import OmegaConf
+
+    from actors.placement import PlacementError, place_role
+
+    before = ray_local.util.placement_group_table()
+    with pytest.raises(PlacementError, match=r"the learner role's 1 x \{'CPU': 1.0, 'GPU': 1.0\} \(PACK\) could "
+                                             r"not be placed in 1 s; the cluster has"):
+        place_role(object, "learner", 1, OmegaConf.create({"num_cpus": 1.0, "num_gpus": 1.0}), "PACK",
+                   lambda i: (), timeout_s=1)
+    created = set(ray_local.util.placement_group_table()) - set(before)
+    assert all(ray_local.util.placement_group_table()[g]["state"] == "REMOVED" for g in created)
