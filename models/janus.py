@@ -63,7 +63,8 @@ class JanusAdapter:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no model at {path}: expected a Hugging Face directory with config.json")
-        model = JanusForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
+        # safetensors only: pickled .bin weights from an untrusted path could run code when loaded
+        model = JanusForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
         templates = json.loads((path / ADAPTER_FILE).read_text())["templates"]
         return cls(model, tokenizer, templates)
