@@ -45,7 +45,8 @@ class MetaTTRLJob:
             self.rollouts = self._place(RolloutActor, "rollout", cfg.rollout.actors, res.rollout,
                                         lambda i: (m.path, m.threads, seed * 1000 + i))
             self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
-                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed))
+                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed,
+                                                        cfg.reward.judge))
             self._join_collective()
             self._pids: dict[str, int] = {}
             self.find_restarted()

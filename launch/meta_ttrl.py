@@ -41,6 +41,7 @@ from rollout.health import Guard
 from rollout.health import add as add_health
 
 
+JUDGES = ("rubric", "gvu", "oracle")  # who gives the reward (actors/introspector.py)
 # (key, lowest valid value, why): integer and float settings with a floor
 FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "GRPO compares candidates"),
           ("trainer.max_staleness", 0, ""), ("trainer.learners", 1, ""), ("trainer.introspectors", 1, ""),
@@ -62,6 +63,8 @@ def check(cfg):
             raise UserError(f"guard.{key} is a fraction in [0, 1], got {limit}")
     if cfg.sync.bucket_mb <= 0:
         raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
+    if cfg.reward.judge not in JUDGES:
+        raise UserError(f"reward.judge {cfg.reward.judge!r} is not one of: {', '.join(JUDGES)}")
     if cfg.rubric.source not in ("introspector", "metadata"):
         raise UserError(f"rubric.source {cfg.rubric.source!r} is not one of: introspector, metadata")
     wandb_mode(cfg.run.wandb)

@@ -30,3 +30,12 @@ def rubric_rewards(scores: torch.Tensor, image_index: torch.Tensor, n_images: in
                          f"counts per image: {counts.tolist()}")
     logs = torch.zeros(n_images, dtype=scores.dtype).index_add_(0, image_index, scores.clamp_min(eps).log())
     return torch.exp(logs / counts.to(scores.dtype))
+
+
+def gvu_rewards(token_logprobs: list[torch.Tensor]) -> torch.Tensor:
+    """GvU (DESIGN.md §2): r = exp((1/L) sum_j log p(x_j | image, instruction, x_<j)) over each prompt's L
+    tokens: the geometric mean of the prompt's token probabilities given the image. One (L_i,) tensor per image;
+    an empty prompt is an error, not a reward of 1."""
+    if any(lp.numel() == 0 for lp in token_logprobs):
+        raise ValueError("GvU needs at least one prompt token per image")
+    return torch.stack([lp.float().mean().exp() for lp in token_logprobs])

@@ -43,6 +43,13 @@ class RubricConfig:
 
 
 @dataclass
+class RewardConfig:
+    # rubric: Meta-TTRL (the frozen model's own rubric, Eq. 5-6) | gvu: the prompt's likelihood as a caption of the
+    # image under the frozen model | oracle: the toy world's evaluator (RL leakage: an upper bound, not legal)
+    judge: str = "rubric"
+
+
+@dataclass
 class GRPOConfig:
     lr: float = 5e-5  # defaults measured in docs/results/meta_ttrl.md
     beta: float = 0.02  # k3 KL weight to the frozen reference
@@ -123,6 +130,7 @@ class MetaTTRLConfig:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rubric: RubricConfig = field(default_factory=RubricConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
