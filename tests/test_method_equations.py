@@ -1,0 +1,62 @@
+"""SRUM's reward map and losses and MILR's update, against numbers computed by hand (issue 5)."""
+import math
+
+import pytest
+import torch
+
+from learners.srum import flow_loss, global_weight, reward_map, token_loss
+from rollout.milr import active, optimised_positions, reinforce_surrogate, should_stop
+
+
+def test_srum_reward_map_by_hand():
+    # 4x4 grid, cell centres at 0.125, 0.375, 0.625, 0.875; box A (score 1) holds centres <= 0.5, box B (score
+    # -1) centres >= 0.25; their overlap is cell (1, 1): mean 0; cells in neither take the global score 0.2
+    got = reward_map(0.2, torch.tensor([[0, 0, 0.5, 0.5], [0.25, 0.25, 1, 1]]), torch.tensor([1.0, -1.0]), 4, 4)
+    expected = torch.tensor([[1, 1, 0.2, 0.2], [1, 0, -1, -1], [0.2, -1, -1, -1], [0.2, -1, -1, -1]])
+    assert torch.allclose(got, expected)
+    assert torch.allclose(reward_map(-0.5, torch.zeros(0, 4), torch.zeros(0), 2, 3), torch.full((2, 3), -0.5))
+    with pytest.raises(ValueError, match="local scores must lie in \\[-1, 1\\]"):
+        reward_map(0.0, torch.tensor([[0, 0, 1, 1]]), torch.tensor([1.5]), 2, 2)
+    assert torch.allclose(global_weight(torch.tensor([-1.0, 0.0, 0.6])), torch.tensor([0.0, 0.5, 0.8]))
+
+
+def test_srum_flow_loss_by_hand():
+    v = torch.tensor([1.0, 2.0]).view(1, 1, 1, 2)
+    eps, x0 = torch.tensor([0.5, 0.5]).view(1, 1, 1, 2), torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    # target eps - x0 = (0.5, -0.5); squared errors 0.25, 6.25; weighted mean (0.5*0.25 - 0.5*6.25)/2 = -1.5;
+    # reference mean 3.25 * lambda_c 0.5 = 1.625
+    loss = flow_loss(v, eps, x0, torch.tensor([0.5]), torch.tensor([[[1.0, -1.0]]]))
+    assert loss.item() == pytest.approx(0.125)
+
+
+def test_srum_token_loss_by_hand():
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    # nll (0.6931, 1.3863); weighted (1 * 0.6931 + 0.5 * 1.3863) / 2 = 0.6931; reference 0.5 * 2.0794 / 2 = 0.5199
+    assert token_loss(logp, torch.tensor([1.0]), torch.tensor([[1.0, 0.5]])).item() == pytest.approx(
+        math.log(2) + 0.25 * 3 * math.log(2))
+    masked = token_loss(logp, torch.tensor([1.0]), torch.tensor([[1.0, 0.5]]), mask=torch.tensor([[1, 0]]))
+    assert masked.item() == pytest.approx(1.5 * math.log(2))
+
+
+def test_milr_positions_and_strategies():
+    assert optimised_positions(10, 576) == (2, 12)  # ceil(0.2 * 10), ceil(0.02 * 576)
+    assert optimised_positions(3, 10) == (1, 1) and optimised_positions(0, 0) == (0, 0)
+    assert [active("alternating", s, 4) for s in range(2)] == [(True, False), (False, True)]
+    assert active("text_then_image", 9, 20) == (True, False) and active("text_then_image", 10, 20) == (False, True)
+    assert active("joint", 7, 20) == (True, True)
+    with pytest.raises(ValueError, match="unknown MILR strategy"):
+        active("random", 0, 1)
+    assert should_stop(0.91, 0.9, 3, 20) and should_stop(0.5, 0.9, 20, 20) and not should_stop(0.5, 0.9, 3, 20)
+
+
+def test_milr_reinforce_step_with_adam_by_hand():
+    # two samples with log p = 2z and -z, rewards 1 and 0: baseline 0.5, advantages +-0.5;
+    # surrogate = -(0.5 * 2z + 0.5 * z) / 2 = -0.75 z, gradient -0.75; Adam's first step is lr * sign:
+    # z moves from 0 to +0.03 (towards the rewarded sample)
+    z = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([z], lr=0.03)
+    loss = reinforce_surrogate(torch.stack([2 * z, -z]), torch.tensor([1.0, 0.0]))
+    loss.backward()
+    assert z.grad.item() == pytest.approx(-0.75)
+    opt.step()
+    assert z.item() == pytest.approx(0.03)
