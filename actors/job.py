@@ -73,12 +73,13 @@ class MetaTTRLJob:
         holders = self.learners + self.rollouts
         ray.get([h.join.remote(rank, k, n, address, port, self.cfg.sync.backend) for rank, h in enumerate(holders)])
 
-    def rollout(self, prompts: list[str]) -> list:
-        """G candidates per prompt, prompts dealt to the rollout actors (object refs, one per actor used)."""
-        n = len(self.rollouts)
+    def rollout(self, prompts: list[str], group_size: int | None = None) -> list:
+        """G candidates per prompt (`rollout.group_size` unless given), prompts dealt to the rollout actors
+        (object refs, one per actor used)."""
+        n, r = len(self.rollouts), self.cfg.rollout
         shares = [prompts[i::n] for i in range(n)]
-        r = self.cfg.rollout
-        return [a.sample.remote(s, r.group_size, r.guidance, r.temperature) for a, s in zip(self.rollouts, shares) if s]
+        g = group_size or r.group_size
+        return [a.sample.remote(s, g, r.guidance, r.temperature) for a, s in zip(self.rollouts, shares) if s]
 
     def judge(self, parts: list) -> list:
         r, m = self.cfg.rollout, len(self.introspectors)

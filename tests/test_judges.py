@@ -1,5 +1,6 @@
 """The judges beside Meta-TTRL's rubric: GvU's prompt likelihood (by hand, then on the actor) and the oracle
 reward of the RL-leakage upper bound."""
+import json
 import math
 
 import numpy as np
@@ -40,3 +41,18 @@ def test_gvu_and_oracle_judges_on_real_actors(ray_local):
     assert by_gvu.rubric == {} and by_gvu.health["samples"] == 4  # no rubric written for these judges
     for actor in (rollout, gvu, oracle):
         ray_local.kill(actor)
+
+
+def test_pick_best_by_hand():
+    from launch.best_of_n import pick_best
+
+    rewards = torch.tensor([0.1, 0.7, 0.3, 0.9, 0.9, 0.2])  # two prompts, n = 3; a tie keeps the first
+    assert pick_best(rewards, 3).tolist() == [1, 3]
+
+
+def test_best_of_n_keeps_the_judges_favourite_and_scores_it(ray_local, capsys):
+    from launch import best_of_n
+
+    best_of_n.main(["n=3", "data.eval_max_prompts=2", "reward.judge=oracle", "data.heldout="])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 3 and result["n_images"] == 2 and 0 <= result["overall"] <= 1
