@@ -52,7 +52,7 @@ def best_of_n(job, metas: list[dict], n: int, prompts_per_call: int = 8) -> dict
     return tag_table(by_tag) | {"n": n}
 
 
-def main(argv: list[str]) -> None:
+def run(argv: list[str]) -> dict:
     from actors.job import MetaTTRLJob
 
     cfg = parse_config(BestOfNConfig, argv, "launch/best_of_n.py", __doc__)
@@ -66,10 +66,13 @@ def main(argv: list[str]) -> None:
                       res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
     job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
     try:
-        result = best_of_n(job, metas, cfg.n)
+        return best_of_n(job, metas, cfg.n)
     finally:
         job.shutdown()
-    print(json.dumps(result))
+
+
+def main(argv: list[str]) -> None:
+    print(json.dumps(run(argv)))
 
 
 if __name__ == "__main__":
