@@ -87,16 +87,17 @@ class MetaTTRLJob:
 
     def find_restarted(self, timeout_s: float = 180) -> list[str]:
         """Names of the actors that came back as a new process since the last call (waiting for restarting
-        ones); an actor out of restarts raises ray.exceptions.ActorDiedError."""
+        ones); RuntimeError naming an actor that is not back within `timeout_s` (e.g. out of restarts)."""
         deadline, pids = time.time() + timeout_s, {}
         for name, actor in self.holders().items():
             while True:
                 try:
                     pids[name] = ray.get(actor.pid.remote(), timeout=max(deadline - time.time(), 1))
                     break
-                except ray.exceptions.RayActorError:  # dead or restarting: ask again until it is back
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:  # restarting: ask again
                     if time.time() > deadline:
-                        raise
+                        raise RuntimeError(f"{name} is not answering {timeout_s:.0f} s after a failure "
+                                           f"(out of restarts, or stuck): {type(e).__name__}") from e
                     time.sleep(0.5)
         restarted = [n for n, pid in pids.items() if n in self._pids and self._pids[n] != pid]
         self._pids = pids

@@ -62,14 +62,20 @@ _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _MODULUS = (1 << 61) - 1
 
 
-def fingerprint(tensors: list[torch.Tensor]) -> int:
-    """A checksum of the exact bits of `tensors`, cheap on GPU (no copy to host, no hashing pass): each tensor's
-    bit patterns summed as integers (exact, so independent of reduction order and thread count), mixed with its
-    position. Equal on sender and receiver iff a sync delivered every tensor (up to a 2^-61 collision)."""
+def fingerprint(tensors: list[torch.Tensor], chunk: int = 1 << 24) -> int:
+    """A checksum of the exact bits of `tensors`, computed where they live (no copy to host): each element's bit
+    pattern as an integer, weighted by (its index mod 65521) + 1, summed in int64 (exact, so independent of
+    reduction order and threads), then mixed with the tensor's position. Any changed, missing or moved element
+    changes it except by a rare collision; it is a guard against failed syncs, not a cryptographic hash."""
     total = 0
     for i, t in enumerate(tensors):
-        bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()])
-        total = (total + (i + 1) * (int(bits.sum(dtype=torch.int64)) % _MODULUS + t.numel())) % _MODULUS
+        bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()]).reshape(-1)
+        s = 0
+        for start in range(0, bits.numel(), chunk):  # bounded temporaries on large tensors
+            part = bits[start: start + chunk].to(torch.int64)
+            weight = (torch.arange(start, start + part.numel(), device=part.device) % 65521) + 1
+            s += int((part * weight).sum())
+        total = (total + (i + 1) * (s % _MODULUS + t.numel())) % _MODULUS
     return total
 
 

@@ -59,7 +59,12 @@ def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str |
 def run_main(main, argv: list[str] | None = None) -> None:
     """Run `main(argv)`, turning UserError into a one-line message and exit code 2, and a run stopped by its
     health guard into one and exit code 3."""
+    import signal
+
     from rollout.health import RunUnhealthy
+    # `kill <pid>` (SIGTERM) unwinds like Ctrl-C: the job's actors are shut down and a local Ray cluster stopped,
+    # instead of orphaned actors working on for a dead driver
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         main(sys.argv[1:] if argv is None else argv)
     except UserError as e:

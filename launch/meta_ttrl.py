@@ -154,8 +154,9 @@ def resume(job, run: RunDir, path: Path, stream: PromptStream) -> Progress:
     job.restore(path)
     progress = Progress.from_state(checkpoint.read_state(path, "driver"), stream)
     dropped = run.truncate_metrics(progress.step)
-    print(f"resumed from {path} at step {progress.step} (dropped {dropped} metrics lines of later steps)",
-          flush=True)
+    aside = checkpoint.set_aside_newer(path.parent, progress.step)
+    print(f"resumed from {path} at step {progress.step} (dropped {dropped} metrics lines of later steps"
+          f"{f'; newer checkpoints moved to {aside[0].parent}' if aside else ''})", flush=True)
     return progress
 
 
@@ -184,27 +185,39 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
         grids.draw("before training")
         save_checkpoint()  # step 0: what a learner that dies before the first periodic checkpoint rolls back to
     recovery = Recovery(job, run, stream, tr.max_recoveries, lambda path: resume(job, run, path, stream))
-    guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window)
+    guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window,
+                  p.health)
     bar = tqdm(total=tr.steps, initial=p.step, desc="meta-ttrl")
-    while p.step < tr.steps and not p.converged:
-        t, flight = time.time(), pipeline.current(p.step, tr.steps)
-        outcome = train_and_sync(job, flight, recovery)  # GRPO (Eq. 7-8), then the weights to the rollouts
-        if not isinstance(outcome, dict):  # an actor died: redo this step, or go on from a rolled-back one
-            pipeline.drop(rewind=outcome is None)
-            p = outcome or p
-            grids.drawn, bar.n = p.grids, p.step
-            continue
-        pipeline.done()
-        record = step_record(p.step, ray.get(flight.judgements), ray.get(flight.oracle), outcome, p.rubric)
-        tracker.log(record | {"restarts": dict(recovery.restarts), "step_s": time.time() - t})
-        guard.check(record["health"])  # NaN rewards, flat groups, blank images, fallback rubrics: stop if too many
-        p.rewards_seen.append(record["reward_mean"])
-        p.step, p.converged = p.step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
-        grids.after_step(p.step)
-        bar.update(1)
-        if p.converged or p.step == tr.steps or (cfg.run.checkpoint_every and p.step % cfg.run.checkpoint_every == 0):
-            save_checkpoint()
-    pipeline.drop(rewind=False)  # after an early stop: rollouts no longer needed
+    while True:
+        while p.step < tr.steps and not p.converged:
+            t, flight = time.time(), pipeline.current(p.step, tr.steps)
+            outcome = train_and_sync(job, pipeline, recovery)  # GRPO (Eq. 7-8), then the weights to the rollouts
+            if not isinstance(outcome, dict):  # an actor died: redo this step, or go on from a rolled-back one
+                if outcome is not None:
+                    p, t0, guard.recent = outcome, time.time(), list(outcome.health)
+                grids.drawn, bar.n = p.grids, p.step
+                continue
+            record = step_record(p.step, ray.get(flight.judgements), ray.get(flight.oracle), outcome, p.rubric)
+            tracker.log(record | {"restarts": dict(recovery.restarts), "step_s": time.time() - t})
+            guard.check(record["health"])  # NaN rewards, flat groups, blank images, fallback rubrics: stop if many
+            p.rewards_seen.append(record["reward_mean"])
+            p.step, p.converged = p.step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
+            p.health = list(guard.recent)
+            grids.after_step(p.step)
+            bar.update(1)
+            if p.converged or p.step == tr.steps or (cfg.run.checkpoint_every and
+                                                     p.step % cfg.run.checkpoint_every == 0):
+                rolled_back = recovery.idle_check()  # an actor that died between calls must not go unnoticed
+                if rolled_back is not None:
+                    p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
+                    pipeline.drop(rewind=False)
+                    continue
+                save_checkpoint()
+        pipeline.drop(rewind=False)  # after an early stop: rollouts no longer needed
+        rolled_back = recovery.idle_check()  # the final evaluation must measure the trained weights
+        if rolled_back is None:
+            break
+        p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
     bar.close()
     job.save_policy(str(run.path / "final"))  # loadable by plain transformers (save_pretrained)
     grids.draw("after training")
@@ -212,17 +225,22 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
     return finish(tracker, grids, p.before, after, len(p.rewards_seen), p.wall_s + time.time() - t0)
 
 
-def train_and_sync(job, flight, recovery: Recovery) -> dict | Progress | None:
-    """One step's update and weight sync: its stats, or what `recovery` made of an actor's death (a step the
-    learner did not apply is redone: None; a learner's death rolls back: the restored Progress). A death during
-    the sync leaves the applied step standing: the recovery re-syncs."""
+def train_and_sync(job, pipeline: Pipeline, recovery: Recovery) -> dict | Progress | None:
+    """The current step's update and weight sync: its stats, or what `recovery` made of an actor's death (a step
+    the learner did not apply is redone: None; a learner's death rolls back: the restored Progress). A death
+    during the sync leaves the applied step standing: the recovery re-syncs. Either way the work still in flight
+    is cancelled first (the survivors must be free to answer) and its prompts are drawn again."""
+    flight = pipeline.queue[0]
     try:
         stats = job.train(flight.parts, flight.judgements)
     except ray.exceptions.RayError as e:
+        pipeline.drop(rewind=True)
         return recovery.handle(e)
+    pipeline.done()
     try:
         version, sync_s = job.sync()
     except ray.exceptions.RayError as e:
+        pipeline.drop(rewind=True)  # later steps in flight may hold the dead actor's failed work
         restored = recovery.handle(e)
         if restored is not None:
             return restored

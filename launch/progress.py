@@ -55,11 +55,12 @@ class Progress:
     grids: list[tuple[str, str]] = field(default_factory=list)  # (label, file) drawn so far
     converged: bool = False
     wall_s: float = 0.0  # spent in earlier sessions of this run
+    health: list[dict] = field(default_factory=list)  # the guard's window of per-step health counts
 
     def state(self, stream_state: dict, wall_s: float) -> State:
         rest = {"step": self.step, "rewards_seen": self.rewards_seen, "rubric": dict(self.rubric),
                 "before": self.before, "grids": self.grids, "converged": self.converged,
-                "wall_s": self.wall_s + wall_s, "stream": stream_state}
+                "wall_s": self.wall_s + wall_s, "stream": stream_state, "health": self.health}
         return {}, rest
 
     @classmethod
@@ -67,7 +68,7 @@ class Progress:
         rest = state[1]
         stream.load_state(rest["stream"])
         return cls(rest["step"], list(rest["rewards_seen"]), Counter(rest["rubric"]), rest["before"],
-                   [tuple(g) for g in rest["grids"]], rest["converged"], rest["wall_s"])
+                   [tuple(g) for g in rest["grids"]], rest["converged"], rest["wall_s"], list(rest.get("health", [])))
 
 
 def checkpoint_to_resume(run_cfg, run_path: Path) -> Path | None:

@@ -31,12 +31,20 @@ class Recovery:
         restarted = self.job.find_restarted()
         if not restarted:
             raise error
+        return self._recover(restarted, str(error).strip().splitlines()[0][:200], error)
+
+    def idle_check(self) -> Progress | None:
+        """Actors that died between calls (nothing failed yet): brought up to date the same way; the progress
+        to continue from if a learner was among them."""
+        restarted = self.job.find_restarted()
+        return self._recover(restarted, "found restarted between calls") if restarted else None
+
+    def _recover(self, restarted: list[str], cause: str, error: Exception | None = None) -> Progress | None:
         self.recoveries += 1
         if self.recoveries > self.limit:
             raise RuntimeError(f"giving up after {self.limit} recoveries (trainer.max_recoveries)") from error
         roles = [name.rsplit("-", 1)[0] for name in restarted]
         self.restarts.update(roles)
-        cause = str(error).strip().splitlines()[0][:200]
         print(f"warning: {', '.join(restarted)} restarted ({cause}); recovering", flush=True)
         if "learner" in roles or "rollout" in roles:
             self.job.rejoin()

@@ -54,7 +54,8 @@ def _write_file(path: Path, write) -> None:
 def begin(root: Path, step: int) -> Path:
     """A fresh hidden temp directory for checkpoint `step`: holders write into it, `commit` publishes it."""
     tmp = root / f".step_{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in Path(root).glob(".step_*.tmp"):  # left by a writer that was killed: never a valid checkpoint
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
 
@@ -75,9 +76,13 @@ def commit(root: Path, tmp: Path, step: int, files: dict[str, str], keep: int) -
     manifest = {"format": FORMAT, "step": step, "files": files}
     _write_file(tmp / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1)))
     _fsync(tmp)
-    shutil.rmtree(final, ignore_errors=True)  # a re-run of the same step replaces it
+    old = root / f".step_{step:06d}.old"
+    if final.exists():  # a re-run of the same step replaces it; the old one stays whole until the new is in place
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
     tmp.rename(final)
     _fsync(root)
+    shutil.rmtree(old, ignore_errors=True)
     for old in sorted(root.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -107,6 +112,22 @@ def verify(path: Path) -> dict:
         if _sha256(path / name) != digest:
             raise CheckpointError(f"{path / name}: checksum mismatch (truncated or modified)")
     return {"step": step, "files": files}
+
+
+def set_aside_newer(root: Path, step: int) -> list[Path]:
+    """Move checkpoints newer than `step` to `root/abandoned/` (a resume from an older one starts a new line
+    of history; the newer ones must not be resumed from later, and nothing is deleted)."""
+    moved = []
+    for path in sorted(Path(root).glob("step_*")):
+        if int(path.name.split("_")[1]) > step:
+            target = Path(root) / "abandoned" / path.name
+            n = 1
+            while target.exists():
+                target, n = Path(root) / "abandoned" / f"{path.name}.{n}", n + 1
+            target.parent.mkdir(exist_ok=True)
+            path.rename(target)
+            moved.append(target)
+    return moved
 
 
 def read_state(path: Path, name: str) -> State:

@@ -30,6 +30,8 @@ def rng_state(generator: torch.Generator | None = None) -> State:
     tensors = {"rng.torch": torch.get_rng_state(), "rng.numpy": torch.from_numpy(keys.astype(np.int64))}
     if generator is not None:
         tensors["rng.generator"] = generator.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
     rest = {"rng": {"numpy": [kind, pos, has_gauss, cached], "python": [version, list(internal), gauss_next]}}
     return tensors, rest
 
@@ -43,6 +45,10 @@ def load_rng_state(state: State, generator: torch.Generator | None = None) -> No
     random.setstate((version, tuple(internal), gauss_next))
     if generator is not None:
         generator.set_state(tensors["rng.generator"])
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def named_tensors(prefix: str, named: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

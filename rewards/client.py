@@ -24,6 +24,7 @@ class RewardClient:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))  # a server that is down must not block a send
         self.sock.connect(address)
 
     def close(self) -> None:
@@ -38,7 +39,10 @@ class RewardClient:
                 if request_id not in results:
                     message = {"v": wire.VERSION, "id": request_id, "ts": time.time(), "method": method,
                                "items": chunk}
-                    self.sock.send_multipart(wire.encode(message, self.secret))
+                    try:
+                        self.sock.send_multipart(wire.encode(message, self.secret))
+                    except zmq.Again:  # the queue to an absent server is full: counts as unanswered
+                        break
             self._collect(chunks, results)
             if len(results) == len(chunks):
                 return [r for request_id in chunks for r in results[request_id]]

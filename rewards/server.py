@@ -45,13 +45,15 @@ class RewardServer:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes + 4096)  # the payload limit plus the frames' overhead
+        self.sock.setsockopt(zmq.RCVHWM, 64)  # few queued messages per peer: bounds what a flood can hold
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a reply to a peer gone away is dropped, not an error
         self.port = self.sock.bind_to_random_port(f"tcp://{host}") if port == 0 else port
         if port:
             self.sock.bind(f"tcp://{host}:{port}")
         self.address = f"tcp://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
-        self.stats: Counter = Counter()  # requests, items, batches, bad_frames, bad_mac, handler_errors
+        self.stats: Counter = Counter()  # requests, items, batches, bad_frames, bad_mac, replays, handler_errors
+        self.seen: dict[bytes, float] = {}  # signatures of signed requests within max_age_s: a replay is refused
         self._stop, self._thread = threading.Event(), None
 
     def start(self) -> "RewardServer":
@@ -106,18 +108,30 @@ class RewardServer:
             message = wire.decode(body, self.secret, self.max_bytes)
             request_id, method, items = wire.check_request(message, bool(self.secret), self.max_items,
                                                            self.max_age_s, time.time())
+            if self.secret:
+                self._refuse_replay(body[1])
             if method not in self.handlers:
                 raise wire.WireError(f"unknown method {method!r}; valid: {', '.join(sorted(self.handlers))}")
+        except wire.AuthError:
+            self.stats["bad_frames"] += 1
+            self.stats["bad_mac"] += 1
+            return None  # unauthenticated: no answer at all
         except wire.WireError as e:
             self.stats["bad_frames"] += 1
-            if self.secret and "HMAC" in str(e):
-                self.stats["bad_mac"] += 1
-                return None  # unauthenticated: no answer at all
             self._send(peer, wire.reply(None, error=str(e)))
             return None
         self.stats["requests"] += 1
         self.stats["items"] += len(items)
         return peer, request_id, method, items
+
+    def _refuse_replay(self, signature: bytes) -> None:
+        now = time.time()
+        if len(self.seen) > 100_000 or (self.seen and next(iter(self.seen.values())) < now):
+            self.seen = {sig: until for sig, until in self.seen.items() if until >= now}
+        if signature in self.seen:
+            self.stats["replays"] += 1
+            raise wire.WireError("replayed request (this signature was seen already)")
+        self.seen[signature] = now + self.max_age_s
 
     def _judge(self, pending: list[tuple[bytes, str, str, list]]) -> None:
         for method in dict.fromkeys(r[2] for r in pending):

@@ -28,6 +28,10 @@ class WireError(ValueError):
     """A frame that cannot be trusted or understood (the reply to it says why)."""
 
 
+class AuthError(WireError):
+    """A frame that is not signed with the shared secret: it gets no reply at all."""
+
+
 def mac(payload: bytes, secret: bytes | None) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).digest() if secret else b""
 
@@ -40,12 +44,13 @@ def encode(message: dict, secret: bytes | None) -> list[bytes]:
 def decode(frames: list[bytes], secret: bytes | None, max_bytes: int) -> dict:
     """A verified msgpack map from `[payload, mac]`; WireError otherwise."""
     if len(frames) != 2:
-        raise WireError(f"expected 2 frames (payload, mac), got {len(frames)}")
+        error = AuthError if secret else WireError
+        raise error(f"expected 2 frames (payload, mac), got {len(frames)}")
     payload, signature = frames
+    if secret and not hmac.compare_digest(signature, mac(payload, secret)):  # before anything else is looked at
+        raise AuthError("bad or missing HMAC signature")
     if len(payload) > max_bytes:
         raise WireError(f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}")
-    if secret and not hmac.compare_digest(signature, mac(payload, secret)):
-        raise WireError("bad or missing HMAC signature")
     try:
         message = msgpack.unpackb(payload, raw=False, strict_map_key=True)  # its limits follow len(payload)
     except Exception as e:  # msgpack raises many kinds on hostile bytes; all mean the same here

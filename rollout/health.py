@@ -62,11 +62,11 @@ class RunUnhealthy(Exception):
 class Guard:
     """Checks each step's health counts against the limits over the last `window` steps (once that many ran)."""
 
-    def __init__(self, limits: dict[str, float], window: int):
+    def __init__(self, limits: dict[str, float], window: int, recent: list[dict] | None = None):
         unknown = set(limits) - DENOMINATORS.keys()
         if unknown:
             raise ValueError(f"unknown health counts {sorted(unknown)}; valid: {sorted(DENOMINATORS)}")
-        self.limits, self.window, self.recent = limits, max(window, 1), []
+        self.limits, self.window, self.recent = limits, max(window, 1), list(recent or [])[-max(window, 1):]
 
     def check(self, health: dict[str, int]) -> None:
         self.recent = (self.recent + [health])[-self.window:]

@@ -59,7 +59,9 @@ def test_fingerprint_sees_any_changed_bit_and_the_sync_check_names_the_actor():
     flipped = [p.clone() for p in params]
     flipped[1].view(torch.int16)[2] ^= 1  # the lowest mantissa bit of one bf16 weight
     assert fingerprint(flipped) != fingerprint(params)
-    assert fingerprint(params[::-1]) != fingerprint(params)  # position matters
+    assert fingerprint(params[::-1]) != fingerprint(params)  # position matters, of tensors and of elements
+    assert fingerprint([params[0].t().contiguous(), params[1]]) != fingerprint(params)
+    assert fingerprint([params[0].flip(0), params[1]]) != fingerprint(params)
     check_sync((3, 7), {"rollout-0": (3, 7), "rollout-1": (3, 7)})
     with pytest.raises(SyncError, match="rollout-1 holds version 2"):
         check_sync((3, 7), {"rollout-0": (3, 7), "rollout-1": (2, 7)})
