@@ -203,16 +203,15 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
             p.rewards_seen.append(record["reward_mean"])
             p.step, p.converged = p.step + 1, converged(p.rewards_seen, tr.converge_window, tr.converge_tol)
             p.health = list(guard.recent)
-            grids.after_step(p.step)
             bar.update(1)
-            if p.converged or p.step == tr.steps or (cfg.run.checkpoint_every and
-                                                     p.step % cfg.run.checkpoint_every == 0):
-                rolled_back = recovery.idle_check()  # an actor that died between calls must not go unnoticed
-                if rolled_back is not None:
-                    p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
-                    pipeline.drop(rewind=False)
-                    continue
-                save_checkpoint()
+            # grids and checkpoints call the actors too: a death there is recovered like one during a step
+            rolled_back = with_recovery(lambda: grids.after_step(p.step), recovery)
+            if rolled_back is None and (p.converged or p.step == tr.steps or (
+                    cfg.run.checkpoint_every and p.step % cfg.run.checkpoint_every == 0)):
+                rolled_back = recovery.idle_check() or with_recovery(save_checkpoint, recovery)
+            if rolled_back is not None:
+                p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
+                pipeline.drop(rewind=False)
         pipeline.drop(rewind=False)  # after an early stop: rollouts no longer needed
         rolled_back = recovery.idle_check()  # the final evaluation must measure the trained weights
         if rolled_back is None:
@@ -223,6 +222,20 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
     grids.draw("after training")
     after = evaluate_splits(job, metas, heldout)
     return finish(tracker, grids, p.before, after, len(p.rewards_seen), p.wall_s + time.time() - t0)
+
+
+def with_recovery(action, recovery: Recovery, tries: int = 3) -> Progress | None:
+    """Run `action` (a call on the actors); an actor that dies during it is brought back and the action redone.
+    Returns the restored progress if a learner's death rolled the run back instead."""
+    for _ in range(tries):
+        try:
+            action()
+            return None
+        except ray.exceptions.RayError as e:
+            rolled_back = recovery.handle(e)
+            if rolled_back is not None:
+                return rolled_back
+    raise RuntimeError(f"giving up after {tries} tries: actors keep dying during {action}")
 
 
 def train_and_sync(job, pipeline: Pipeline, recovery: Recovery) -> dict | Progress | None:

@@ -1,9 +1,12 @@
 """launch/compare.py end to end with a tiny budget: every runnable method, one table, one figure."""
 import json
 
+import pytest
+
 from launch import compare
 
 
+@pytest.mark.slow  # five job runs (~1.5-2.5 min here): `make test-slow`; each judge has a fast actor test
 def test_compare_runs_every_runnable_method_and_writes_the_table(ray_local, tmp_path):
     table = compare.compare([f"out={tmp_path}", "steps=1", "data.prompts_per_step=2", "rollout.group_size=2",
                              "data.eval_max_prompts=2", "data.eval_samples=1", "run.grid_prompts=0",
