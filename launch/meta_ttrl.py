@@ -188,14 +188,18 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
     guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window,
                   p.health)
     bar = tqdm(total=tr.steps, initial=p.step, desc="meta-ttrl")
+
+    def roll_back(to: Progress) -> None:  # a learner died: go on from the checkpoint's progress
+        nonlocal p, t0
+        p, t0, guard.recent, grids.drawn, bar.n = to, time.time(), list(to.health), to.grids, to.step
+
     while True:
         while p.step < tr.steps and not p.converged:
             t, flight = time.time(), pipeline.current(p.step, tr.steps)
             outcome = train_and_sync(job, pipeline, recovery)  # GRPO (Eq. 7-8), then the weights to the rollouts
             if not isinstance(outcome, dict):  # an actor died: redo this step, or go on from a rolled-back one
                 if outcome is not None:
-                    p, t0, guard.recent = outcome, time.time(), list(outcome.health)
-                grids.drawn, bar.n = p.grids, p.step
+                    roll_back(outcome)
                 continue
             record = step_record(p.step, ray.get(flight.judgements), ray.get(flight.oracle), outcome, p.rubric)
             tracker.log(record | {"restarts": dict(recovery.restarts), "step_s": time.time() - t})
@@ -210,13 +214,13 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
                     cfg.run.checkpoint_every and p.step % cfg.run.checkpoint_every == 0)):
                 rolled_back = recovery.idle_check() or with_recovery(save_checkpoint, recovery)
             if rolled_back is not None:
-                p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
+                roll_back(rolled_back)
                 pipeline.drop(rewind=False)
         pipeline.drop(rewind=False)  # after an early stop: rollouts no longer needed
         rolled_back = recovery.idle_check()  # the final evaluation must measure the trained weights
         if rolled_back is None:
             break
-        p, t0, guard.recent = rolled_back, time.time(), list(rolled_back.health)
+        roll_back(rolled_back)
     bar.close()
     job.save_policy(str(run.path / "final"))  # loadable by plain transformers (save_pretrained)
     grids.draw("after training")
