@@ -184,7 +184,7 @@ def meta_ttrl(job, cfg, metas: list[dict], heldout: list[dict], tracker: Tracker
         p.before = evaluate_splits(job, metas, heldout)
         grids.draw("before training")
         save_checkpoint()  # step 0: what a learner that dies before the first periodic checkpoint rolls back to
-    recovery = Recovery(job, run, stream, tr.max_recoveries, lambda path: resume(job, run, path, stream))
+    recovery = Recovery(job, run, tr.max_recoveries, lambda path: resume(job, run, path, stream))
     guard = Guard({k[len("max_"):]: v for k, v in cfg.guard.items() if k.startswith("max_")}, cfg.guard.window,
                   p.health)
     bar = tqdm(total=tr.steps, initial=p.step, desc="meta-ttrl")

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-from launch.progress import Progress, PromptStream
+from launch.progress import Progress
 from learners import checkpoint
 
 
 class Recovery:
-    def __init__(self, job, run, stream: PromptStream, limit: int, rollback):
+    def __init__(self, job, run, limit: int, rollback):
         """`rollback(path) -> Progress` restores every actor and the driver from checkpoint `path`."""
-        self.job, self.run, self.stream, self.limit, self.rollback = job, run, stream, limit, rollback
+        self.job, self.run, self.limit, self.rollback = job, run, limit, rollback
         self.restarts: Counter = Counter()
         self.recoveries = 0
         self.synced: tuple[int, float] | None = None  # the re-sync's (version, seconds) after a redo
