@@ -30,24 +30,27 @@ def oracle_correct(batch: RolloutBatch, metadata: dict[str, dict]) -> list[bool]
 
 
 class MetaTTRLJob:
-    def __init__(self, cfg, metadata: dict[str, dict]):
+    def __init__(self, cfg, metadata: dict[str, dict], train: bool = True):
+        """`train=False`: rollouts and introspectors only, for the methods without a weight update (Best-of-N,
+        MILR): no learner is placed and no weight-sync group is formed."""
         self.cfg, self.metadata = cfg, metadata
         m, res, tr, seed = cfg.model, cfg.resources, cfg.trainer, cfg.run.seed
         self.bucket_bytes = bucket = int(cfg.sync.bucket_mb * 2**20)
 
         def learner_args(i):
             return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
-                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0)
+                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm)
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
         try:  # a role that cannot be placed frees the roles placed before it
-            self.learners = self._place(LearnerActor, "learner", tr.learners, res.learner, learner_args)
+            if train:
+                self.learners = self._place(LearnerActor, "learner", tr.learners, res.learner, learner_args)
             self.rollouts = self._place(RolloutActor, "rollout", cfg.rollout.actors, res.rollout,
                                         lambda i: (m.path, m.threads, seed * 1000 + i))
             self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
-                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed,
-                                                        cfg.reward.judge))
-            self._join_collective()
+                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed, cfg.reward))
+            if train:
+                self._join_collective()
             self._pids: dict[str, int] = {}
             self.find_restarted()
         except BaseException:

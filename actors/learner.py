@@ -1,4 +1,5 @@
-"""LearnerActor: GRPO on the policy; rank 0 broadcasts the new weights to the rollout actors."""
+"""LearnerActor: GRPO (or SRUM's reward-weighted update) on the policy; rank 0 broadcasts the new weights to
+the rollout actors."""
 
 from __future__ import annotations
 
@@ -9,22 +10,25 @@ import torch
 
 from actors import weight_sync
 from learners.grpo_trainer import GRPOTrainer, generator_state
+from learners.srum_trainer import SRUMTrainer
 from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
 from rollout.batch import Judgement, RolloutBatch, split_stale
 
+TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how judgements become updates
+
 
 @ray.remote
 class LearnerActor(Checkpointed):
     def __init__(self, model_path: str, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
-                 rank: int, world: int, bucket_bytes: int, max_staleness: int = 0):
+                 rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo"):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.a = JanusAdapter.from_pretrained(model_path)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
-        self.trainer = GRPOTrainer(self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world)
+        self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world)
 
     def address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), weight_sync.free_port()

@@ -12,6 +12,7 @@ from learners.grpo_trainer import generator_parameters, generator_state
 from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
 from models.janus import JanusAdapter
+from rollout import milr
 from rollout.batch import RolloutBatch
 
 
@@ -21,6 +22,7 @@ class RolloutActor(Checkpointed):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.a = JanusAdapter.from_pretrained(model_path)
+        self.a.model.requires_grad_(False)  # sampling only (MILR's gradients go to its latents, not the weights)
         self.params = [p for _, p in generator_parameters(self.a.model)]
         self.gen = torch.Generator().manual_seed(seed)
         self.version, self.groups = 0, None
@@ -49,6 +51,15 @@ class RolloutActor(Checkpointed):
         returns (images, weight version)."""
         out = self.a.sample(prompts, per_prompt, guidance, temperature, torch.Generator().manual_seed(seed))
         return out.images, self.version
+
+    def milr(self, prompts: list[str], settings, introspector, guidance: float, temperature: float) -> list:
+        """MILR's latent search for these prompts (rollout.milr.search), judged by `introspector`; the weights
+        are not touched. Returns one rollout.milr.Found per prompt."""
+        def judge(row_prompts, out):
+            batch = RolloutBatch(row_prompts, out.tokens, out.logprobs, out.images, self.version, settings.samples)
+            return ray.get(introspector.rewards.remote(batch))
+        with torch.enable_grad():
+            return milr.search(self.a, prompts, judge, settings, guidance, temperature, self.gen)[0]
 
     def state(self) -> State:
         """Sampling RNG and version (the weights are the learner's: a resume re-sends them)."""

@@ -62,9 +62,9 @@ def run(argv: list[str]) -> dict:
     metas = load_prompts(cfg.data.split)
     metas = metas[: cfg.data.eval_max_prompts] if cfg.data.eval_max_prompts > 0 else metas
     res = cfg.resources
-    meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus + cfg.trainer.learners *
-                      res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
+    meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus +
+                      cfg.trainer.introspectors * res.introspector.num_cpus)
+    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas}, train=False)  # no weight update: no learner
     try:
         return best_of_n(job, metas, cfg.n)
     finally:

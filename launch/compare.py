@@ -1,35 +1,42 @@
 """Every method of the family on the toy world with the same sample budget and seed: one table (markdown + JSON)
 and one figure, overall and per tag on `test` and `heldout`.
 
-    python launch/compare.py [out=docs/results/compare] [steps=100] [key=value ...]   # job keys pass through
+    python launch/compare.py [out=docs/results/compare] [steps=100] [vqa_path=models/toy_git] [external=<dir>]
+                             [key=value ...]   # job keys pass through to every run
 
-Budget: each GRPO method draws steps x prompts_per_step x group_size samples; Best-of-N gets the same number
-spread over the split's prompts (n per prompt, at least 2). Vanilla is the untrained model's evaluation (the
-"before" of the first run). Methods not runnable yet are listed in the table as such, never silently dropped.
+Budget: each trained method (Meta-TTRL, GvU, SRUM, VQA-scored rubric, oracle GRPO, E-TTRL) draws
+steps x prompts_per_step x group_size samples; Best-of-N and MILR get the same number spread over the split's
+prompts (Best-of-N: n per prompt, at least 2; MILR: up to K = milr_steps steps of `milr_samples` per prompt,
+K = budget / (prompts x samples), stopping early at the threshold, so it may use less). Vanilla is the untrained
+model's evaluation (the "before" of the first run). The VQA-scored rubric needs a GIT (`vqa_path`), E-TTRL an
+external judge model (`external`); without one the row says so, never silently dropped.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import best_of_n, meta_ttrl  # meta_ttrl first: loopback-only local Ray before `import ray`
+from launch import best_of_n, meta_ttrl, milr  # meta_ttrl first: loopback-only local Ray before `import ray`
 from launch.cli import UserError, run_main
 
-# method -> overrides of the Meta-TTRL job (GRPO methods) or None (evaluated otherwise)
-GRPO_METHODS = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
-                "oracle_grpo": ["reward.judge=oracle"]}
-NOT_YET = {"srum": "reward-weighted training not wired into the job yet (losses in learners/srum.py)",
-           "milr": "latent search not wired into the rollout actor yet (pieces in rollout/milr.py)",
-           "vqa_rubric": "GIT VQA answerer not implemented yet"}
+# trained methods: overrides of the Meta-TTRL job (a {key} is filled from compare's own arguments)
+TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
+           "srum": ["reward.judge=srum", "trainer.algorithm=srum"],
+           "vqa_rubric": ["reward.judge=vqa_rubric", "reward.vqa_path={vqa_path}"],
+           "e_ttrl": ["reward.judge=rubric", "reward.model_path={external}"],
+           "oracle_grpo": ["reward.judge=oracle"]}
+MILR_SAMPLES = 2  # images per MILR step: the fewest a REINFORCE baseline works with, so K can be largest
+NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external"}  # method -> the compare argument it cannot run without
 
 
 def split_args(argv: list[str]) -> tuple[dict, list[str]]:
-    own = {"out": "docs/results/compare", "steps": "100"}
+    own = {"out": "docs/results/compare", "steps": "100", "vqa_path": "", "external": ""}
     rest = []
     for arg in argv:
         key = arg.split("=", 1)[0]
@@ -40,16 +47,21 @@ def split_args(argv: list[str]) -> tuple[dict, list[str]]:
     return own, rest
 
 
-def run_grpo(name: str, overrides: list[str], out: Path) -> dict:
-    meta_ttrl.main(overrides + GRPO_METHODS[name] + [f"run.dir={out / name}", "run.wandb=disabled"])
-    return json.loads((out / name / "summary.json").read_text())
+def run_trained(name: str, overrides: list[str], out: Path, own: dict) -> dict:
+    t0 = time.time()
+    meta_ttrl.main(overrides + [o.format(**own) for o in TRAINED[name]] + [f"run.dir={out / name}",
+                                                                           "run.wandb=disabled"])
+    s = json.loads((out / name / "summary.json").read_text())
+    return {"test": s["after"], "heldout": s["heldout_after"], "wall_s": time.time() - t0,
+            "vanilla": {"test": s["before"], "heldout": s["heldout_before"]}}
 
 
-def run_best_of_n(overrides: list[str], n: int) -> dict:
-    result = {}
+def per_split(run, overrides: list[str], extra: list[str]) -> dict:
+    """A no-training method (`run(argv) -> table`) on test and on heldout."""
+    t0, result = time.time(), {}
     for split in ("test", "heldout"):
-        result[split] = best_of_n.run(overrides + [f"n={n}", f"data.split={split}", "data.heldout="])
-    return result
+        result[split] = run(overrides + extra + [f"data.split={split}", "data.heldout="])
+    return result | {"wall_s": time.time() - t0}
 
 
 def compare(argv: list[str]) -> dict:
@@ -59,30 +71,39 @@ def compare(argv: list[str]) -> dict:
     if cfg.data.split != "test" or cfg.data.heldout != "heldout":
         raise UserError("compare runs on the built-in test and heldout splits; leave data.split / data.heldout")
     job = overrides + [f"trainer.steps={steps}", "trainer.converge_window=0"]
-    rows = {}
-    for name in GRPO_METHODS:
-        s = run_grpo(name, job, out)
-        rows.setdefault("vanilla", {"test": s["before"], "heldout": s["heldout_before"]})
-        rows[name] = {"test": s["after"], "heldout": s["heldout_after"], "wall_s": s["wall_s"]}
+    rows, skipped = {}, {m: f"needs {arg}=<dir>" for m, arg in NEEDS.items() if not own[arg]}
+    budget = steps * cfg.data.prompts_per_step * cfg.rollout.group_size
+    table = {"steps": steps, "samples_per_method": budget, "overrides": overrides, "methods": rows,
+             "not_run": skipped}
+    for name in [m for m in TRAINED if m not in skipped]:
+        rows[name] = run_trained(name, job, out, own) | {"samples": budget}
+        rows.setdefault("vanilla", rows[name].pop("vanilla") | {"samples": 0})
+        rows[name].pop("vanilla", None)
+        write(out, table)  # after every method: a later crash keeps what was measured
     n_prompts = len(meta_ttrl.load_prompts("test"))
-    n = max(2, round(steps * cfg.data.prompts_per_step * cfg.rollout.group_size / n_prompts))
-    rows["best_of_n"] = run_best_of_n(overrides, n) | {"n": n}
-    table = {"steps": steps, "samples_per_method": steps * cfg.data.prompts_per_step * cfg.rollout.group_size,
-             "overrides": overrides, "methods": rows, "not_yet": NOT_YET}
+    n = max(2, round(budget / n_prompts))
+    rows["best_of_n"] = per_split(best_of_n.run, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
+    write(out, table)
+    k = max(1, budget // (n_prompts * MILR_SAMPLES))
+    rows["milr"] = per_split(milr.run, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
+    rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt
     write(out, table)
     return table
 
 
 def write(out: Path, table: dict) -> None:
+    if "vanilla" not in table["methods"]:
+        return
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(table, indent=1))
-    tags = list(table["methods"]["vanilla"]["test"]["per_tag"])
-    lines = [f"| method | test | heldout | {' | '.join(f'test {t}' for t in tags)} |",
-             "|---|---|---|" + "---|" * len(tags)]
+    columns = [(split, tag) for split in ("test", "heldout") for tag in table["methods"]["vanilla"][split]["per_tag"]]
+    lines = [f"| method | test | heldout | samples (test) | {' | '.join(f'{s} {t}' for s, t in columns)} |",
+             "|---|---|---|---|" + "---|" * len(columns)]
     for name, row in table["methods"].items():
-        per_tag = " | ".join(f"{row['test']['per_tag'].get(t, float('nan')):.3f}" for t in tags)
-        lines.append(f"| {name} | {row['test']['overall']:.3f} | {row['heldout']['overall']:.3f} | {per_tag} |")
-    lines += [f"| {name} | not run: {why} | | " + " | " * len(tags) for name, why in table["not_yet"].items()]
+        per_tag = " | ".join(f"{row[s]['per_tag'].get(t, float('nan')):.3f}" for s, t in columns)
+        lines.append(f"| {name} | {row['test']['overall']:.3f} | {row['heldout']['overall']:.3f} | "
+                     f"{row.get('samples', 0)} | {per_tag} |")
+    lines += [f"| {name} | not run: {why} | | |" + " |" * len(columns) for name, why in table["not_run"].items()]
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     plot(out / "compare.png", table)
 

@@ -37,11 +37,12 @@ from launch.recovery import Recovery
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 from learners import checkpoint
+from rewards.judges import JUDGES
 from rollout.health import Guard
 from rollout.health import add as add_health
 
 
-JUDGES = ("rubric", "gvu", "oracle")  # who gives the reward (actors/introspector.py)
+ALGORITHMS = ("grpo", "srum")  # how the learner uses the rewards (actors/learner.py)
 # (key, lowest valid value, why): integer and float settings with a floor
 FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "GRPO compares candidates"),
           ("trainer.max_staleness", 0, ""), ("trainer.learners", 1, ""), ("trainer.introspectors", 1, ""),
@@ -63,8 +64,7 @@ def check(cfg):
             raise UserError(f"guard.{key} is a fraction in [0, 1], got {limit}")
     if cfg.sync.bucket_mb <= 0:
         raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
-    if cfg.reward.judge not in JUDGES:
-        raise UserError(f"reward.judge {cfg.reward.judge!r} is not one of: {', '.join(JUDGES)}")
+    check_reward(cfg)
     if cfg.rubric.source not in ("introspector", "metadata"):
         raise UserError(f"rubric.source {cfg.rubric.source!r} is not one of: introspector, metadata")
     wandb_mode(cfg.run.wandb)
@@ -75,6 +75,30 @@ def check(cfg):
         raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
                         "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
     return adapter
+
+
+def check_reward(cfg) -> None:
+    """The judge and the update that uses it; external models are loaded once here to fail in one line."""
+    r = cfg.reward
+    if r.judge not in JUDGES:
+        raise UserError(f"reward.judge {r.judge!r} is not one of: {', '.join(JUDGES)}")
+    if cfg.trainer.algorithm not in ALGORITHMS:
+        raise UserError(f"trainer.algorithm {cfg.trainer.algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
+    if cfg.trainer.algorithm == "srum" and r.judge != "srum":
+        raise UserError("trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum")
+    if r.model_path:
+        load_adapter(r.model_path)
+    if r.judge == "vqa_rubric":
+        from models.git import GitVQA
+        if not r.vqa_path:
+            raise UserError("reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory")
+        try:
+            GitVQA.from_pretrained(r.vqa_path)
+        except Exception as e:  # the user's directory: any failure to read it is theirs
+            raise UserError(f"reward.vqa_path {r.vqa_path!r} could not be loaded as a GIT model "
+                            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
+    if r.judge == "server" and not r.server.startswith(("tcp://", "ipc://")):
+        raise UserError(f"reward.judge=server needs reward.server=tcp://host:port, got {r.server!r}")
 
 
 def check_prompts(adapter, metas: list[dict], where: str, max_new_tokens: int) -> None:

@@ -40,10 +40,10 @@ class GRPOTrainer:
         self.allreduce, self.rank, self.world = allreduce, rank, world
 
     def step(self, batch: RolloutBatch, judged: Judgement) -> dict:
-        """Eq. 8 advantages over each group, then `epochs` passes of minibatch GRPO (Eq. 7) on this rank's share."""
+        """`epochs` passes of minibatch updates on this rank's share of the step's samples."""
         if len(batch.prompts) % self.world:  # ranks would run different minibatch counts and hang in all-reduce
             raise ValueError(f"{len(batch.prompts)} samples do not split evenly over {self.world} learner ranks")
-        adv, flat_groups = group_advantages(judged.rewards, batch.group_size)
+        weights, extra = self.sample_weights(batch, judged)
         mine = torch.arange(len(batch.prompts))[self.rank:: self.world]
         self.a.model.train()
         stats = []
@@ -53,19 +53,29 @@ class GRPOTrainer:
                 idx = order[start: start + self.cfg.minibatch]
                 logp = self.a.image_logprobs([batch.prompts[i] for i in idx], batch.tokens[idx], self.guidance,
                                              self.temperature)
-                loss, s = grpo_loss(logp, batch.logprobs[idx], judged.ref_logprobs[idx], adv[idx],
-                                    clip_low=self.cfg.clip_low, clip_high=self.cfg.clip_high, beta=self.cfg.beta,
-                                    aggregation=self.cfg.aggregation)
+                loss, s = self.loss(logp, idx, batch, judged, weights)
                 self.opt.zero_grad()
                 loss.backward()
                 self.allreduce(self.params)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
                 self.opt.step()
                 self.sched.step()
-                stats.append({**asdict(s), "grad_norm": float(grad_norm)})
+                stats.append({**s, "grad_norm": float(grad_norm)})
         self.a.model.eval()
         mean = {k: sum(d[k] for d in stats) / len(stats) for k in stats[0]} if stats else {}
-        return {**mean, "zero_variance_groups": flat_groups, "updates": len(stats), "lr": self.sched.get_last_lr()[0]}
+        return {**mean, **extra, "updates": len(stats), "lr": self.sched.get_last_lr()[0]}
+
+    def sample_weights(self, batch: RolloutBatch, judged: Judgement) -> tuple[torch.Tensor, dict]:
+        """Eq. 8: group-standardised advantages (and the count of flat groups, which carry no signal)."""
+        adv, flat_groups = group_advantages(judged.rewards, batch.group_size)
+        return adv, {"zero_variance_groups": flat_groups}
+
+    def loss(self, logp, idx, batch: RolloutBatch, judged: Judgement, adv: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Eq. 7 on one minibatch: clipped ratio to the sampling policy, k3 KL to the frozen reference."""
+        loss, s = grpo_loss(logp, batch.logprobs[idx], judged.ref_logprobs[idx], adv[idx],
+                            clip_low=self.cfg.clip_low, clip_high=self.cfg.clip_high, beta=self.cfg.beta,
+                            aggregation=self.cfg.aggregation)
+        return loss, asdict(s)
 
     def state(self) -> State:
         """Policy weights, AdamW moments, scheduler and sampling RNG: what an exact resume needs."""

@@ -21,6 +21,19 @@ ADAPTER_FILE = "meta_ttrl.json"
 
 
 @dataclass
+class LatentShift:
+    """MILR's optimised latents, as offsets for the conditional rows of a guided batch (one row per sequence):
+    `text` (B, n_t, D) is added to the input embeddings of the first n_t prompt tokens (a prompt's last-layer
+    states feed no later position in a causal model, so the prompt's latents are taken at the input), `image`
+    (B, n_v, D) to the last-layer states that predict the first n_v image tokens. Either may be None."""
+    text: torch.Tensor | None = None
+    image: torch.Tensor | None = None
+
+    def rows(self, index) -> "LatentShift":
+        return LatentShift(*(None if x is None else x[index] for x in (self.text, self.image)))
+
+
+@dataclass
 class ImageSamples:
     tokens: torch.Tensor  # (N, T) image-code ids
     logprobs: torch.Tensor  # (N, T) log-prob of each token under the guided sampling distribution
@@ -103,6 +116,12 @@ class JanusAdapter:
                    length(self._fill("answer", question=f"does the image show : {prompt} ?")))
 
     @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the image tokens, in raster order."""
+        side = int(round(self.n_image_tokens ** 0.5))
+        return side, side
+
+    @property
     def max_positions(self) -> int:
         return self.model.config.text_config.max_position_embeddings
 
@@ -124,40 +143,76 @@ class JanusAdapter:
                                                position_ids=pos, past_key_values=past,
                                                use_cache=past is not None or None)
 
-    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits over image codes for every image position: (B, T, K)."""
-        text = self.model.get_input_embeddings()(ids)
+    def prompt_lengths(self, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt's words in the generation template (MILR's text positions)."""
+        return [len(self.tok(p, add_special_tokens=False).input_ids) for p in prompts]
+
+    def _embed_prompts(self, ids: torch.Tensor, mask: torch.Tensor, text_shift: torch.Tensor | None) -> torch.Tensor:
+        """Input embeddings; the first rows (as many as `text_shift` has) get it added at their first prompt
+        tokens (right after BOS of the left-padded row, never on BOI)."""
+        embeds = self.model.get_input_embeddings()(ids)
+        if text_shift is None:
+            return embeds
+        rows, n = text_shift.shape[:2]
+        pos = mask[:rows].argmax(1, keepdim=True) + 1 + torch.arange(n, device=ids.device)
+        fits = pos < ids.shape[1] - 1
+        r = torch.arange(rows, device=ids.device)[:, None].expand(rows, n)
+        offsets = torch.zeros_like(embeds).index_put((r[fits], pos[fits]), text_shift[fits].to(embeds.dtype))
+        return embeds + offsets
+
+    @staticmethod
+    def _shift_image(hidden: torch.Tensor, image_shift: torch.Tensor | None) -> torch.Tensor:
+        """hidden (B2, T', D) states predicting image tokens 0..T'-1; the first rows get `image_shift` (B, n_v, D)
+        added at the first n_v of them."""
+        if image_shift is None:
+            return hidden
+        rows, n = image_shift.shape[:2]
+        pad = torch.zeros(hidden.shape[0] - rows, n, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
+        shift = torch.cat([image_shift.to(hidden.dtype), pad])[:, : hidden.shape[1]]
+        return torch.cat([hidden[:, : shift.shape[1]] + shift, hidden[:, shift.shape[1]:]], 1)
+
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor,
+                     shift: LatentShift | None = None) -> torch.Tensor:
+        """Teacher-forced logits over image codes for every image position: (B, T, K); `shift` applies to the
+        first rows (MILR)."""
+        shift = shift or LatentShift()
+        text = self._embed_prompts(ids, mask, shift.text)
         img = self.model.prepare_embeddings_for_image_generation(image_tokens[:, :-1])
         full_mask = torch.cat([mask, torch.ones_like(image_tokens[:, :-1])], 1)
         hidden = self._lm(torch.cat([text, img], 1), full_mask).last_hidden_state
-        return self.model.model.generation_head(hidden[:, ids.shape[1] - 1:])
+        return self.model.model.generation_head(self._shift_image(hidden[:, ids.shape[1] - 1:], shift.image))
 
     @staticmethod
     def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance: float, temperature: float) -> torch.Tensor:
         return torch.log_softmax((uncond + guidance * (cond - uncond)) / temperature, dim=-1)
 
     def image_logprobs(self, prompts: list[str], image_tokens: torch.Tensor, guidance: float,
-                       temperature: float) -> torch.Tensor:
-        """Teacher-forced per-token log-probs under the guided distribution that sampled them (with grad)."""
+                       temperature: float, shift: LatentShift | None = None) -> torch.Tensor:
+        """Teacher-forced per-token log-probs under the guided distribution that sampled them (with grad, also
+        with respect to a MILR `shift` of the conditional rows)."""
         ids, uncond, mask = self.generation_prompts(prompts)
-        both = self.image_logits(torch.cat([ids, uncond]), torch.cat([mask, mask]), image_tokens.repeat(2, 1))
+        both = self.image_logits(torch.cat([ids, uncond]), torch.cat([mask, mask]), image_tokens.repeat(2, 1),
+                                 shift)
         cond_l, uncond_l = both.chunk(2)
         lp = self.guide(cond_l, uncond_l, guidance, temperature)
         return lp.gather(-1, image_tokens.unsqueeze(-1)).squeeze(-1)
 
     @torch.no_grad()
     def sample(self, prompts: list[str], n: int = 1, guidance: float = 3.0, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> ImageSamples:
-        """n images per prompt (rows grouped by prompt) with a KV cache and per-token guided log-probs."""
+               generator: torch.Generator | None = None, shift: LatentShift | None = None) -> ImageSamples:
+        """n images per prompt (rows grouped by prompt) with a KV cache and per-token guided log-probs; `shift`
+        (one row per sampled image) moves MILR's latents."""
         prompts = [p for p in prompts for _ in range(n)]
         ids, uncond, mask = self.generation_prompts(prompts)
-        b = len(prompts)
+        b, shift = len(prompts), shift or LatentShift()
         mask2 = torch.cat([mask, mask])
-        out = self._lm(self.model.get_input_embeddings()(torch.cat([ids, uncond])), mask2, past=_new_cache())
+        out = self._lm(self._embed_prompts(torch.cat([ids, uncond]), mask2, shift.text), mask2, past=_new_cache())
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
         tokens = torch.empty(b, self.n_image_tokens, dtype=torch.long, device=self.device)
         logprobs = torch.empty(b, self.n_image_tokens, device=self.device)
         for t in range(self.n_image_tokens):
+            if shift.image is not None and t < shift.image.shape[1]:
+                hidden = self._shift_image(hidden[:, None], shift.image[:, t: t + 1])[:, 0]
             logits = self.model.model.generation_head(hidden)
             lp = self.guide(logits[:b], logits[b:], guidance, temperature)
             tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1)

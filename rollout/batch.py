@@ -35,12 +35,15 @@ class Judgement:
     judge_s: float = 0.0  # seconds the introspector spent on this part
     rubric: dict[str, int] = field(default_factory=dict)  # rubrics written / repaired / fallen back for this part
     health: dict[str, int] = field(default_factory=dict)  # rollout.health.batch_health counts
+    reward_maps: torch.Tensor | None = None  # (N, T) SRUM's dense reward on the image-token grid (judge=srum)
 
     @staticmethod
     def concat(parts: list["Judgement"]) -> "Judgement":
         return Judgement(torch.cat([p.rewards for p in parts]), torch.cat([p.ref_logprobs for p in parts]),
                          max(p.judge_s for p in parts), dict(sum((Counter(p.rubric) for p in parts), Counter())),
-                         dict(sum((Counter(p.health) for p in parts), Counter())))
+                         dict(sum((Counter(p.health) for p in parts), Counter())),
+                         None if any(p.reward_maps is None for p in parts)
+                         else torch.cat([p.reward_maps for p in parts]))
 
 
 def split_stale(versions: list[int], learner_version: int, max_staleness: int) -> tuple[list[int], list[int]]:

@@ -10,8 +10,13 @@ steps, image on odd) and text-then-image (text for the first half of the steps, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 import torch
+
+from models.janus import ImageSamples, LatentShift
 
 STRATEGIES = ("joint", "alternating", "text_then_image")
 
@@ -44,3 +49,70 @@ def reinforce_surrogate(logp: torch.Tensor, rewards: torch.Tensor, baseline: tor
 
 def should_stop(best_reward: float, threshold: float, step: int, max_steps: int) -> bool:
     return best_reward > threshold or step >= max_steps
+
+
+@dataclass
+class MILRSettings:
+    lambda_t: float = 0.2  # share of the prompt's tokens whose latents move
+    lambda_v: float = 0.02  # share of the image tokens whose latents move
+    lr: float = 0.03  # Adam
+    steps: int = 20  # K
+    samples: int = 2  # images per prompt and step (the REINFORCE estimate; baseline: their mean reward)
+    threshold: float = 0.5  # stop a prompt's search once one of its images scores above this
+    strategy: str = "joint"
+
+
+@dataclass
+class Found:
+    image: np.ndarray  # the best-scoring image of the search
+    reward: float
+    steps: int  # search steps taken (each drew `samples` images)
+    stopped_early: bool
+
+
+# judge(prompts of the rows, sampled images) -> rewards (rows,)
+Judge = Callable[[list[str], ImageSamples], torch.Tensor]
+
+
+def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance: float, temperature: float,
+           generator: torch.Generator) -> tuple[list[Found], LatentShift]:
+    """MILR on a batch of prompts, each with its own latents (offsets from the model's own, starting at 0):
+    sample, judge, one Adam step on the REINFORCE surrogate, until the reward passes the threshold or K steps.
+    Returns what each prompt found and the final latent offsets (one row per prompt)."""
+    active(s.strategy, 0, s.steps)  # an unknown strategy fails before any work
+    n_t = [optimised_positions(n, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[0]
+           for n in adapter.prompt_lengths(prompts)]
+    n_v = optimised_positions(1, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[1]
+    width = adapter.model.config.text_config.hidden_size
+    text = torch.zeros(len(prompts), max(n_t), width, requires_grad=True)
+    text_mask = (torch.arange(max(n_t))[None] < torch.tensor(n_t)[:, None]).float()[..., None]
+    image = torch.zeros(len(prompts), n_v, width, requires_grad=True)
+    opt = torch.optim.Adam([text, image], lr=s.lr)
+    found: list[Found | None] = [None] * len(prompts)
+    live = list(range(len(prompts)))
+    for step in range(s.steps):
+        rows = torch.tensor(live).repeat_interleave(s.samples)
+        shift = LatentShift(text * text_mask, image).rows(rows)
+        out = adapter.sample([prompts[i] for i in live], s.samples, guidance, temperature, generator,
+                             LatentShift(shift.text.detach(), shift.image.detach()))
+        row_prompts = [prompts[i] for i in rows.tolist()]
+        rewards = torch.nan_to_num(judge(row_prompts, out).float(), nan=0.0).view(len(live), s.samples)
+        for k, i in enumerate(live):
+            j = int(rewards[k].argmax())
+            if found[i] is None or rewards[k, j] > found[i].reward:
+                found[i] = Found(out.images[k * s.samples + j], float(rewards[k, j]), 0, False)
+            found[i].steps = step + 1
+        move_text, move_image = active(s.strategy, step, s.steps)
+        logp = adapter.image_logprobs(row_prompts, out.tokens, guidance, temperature, shift).sum(1)
+        loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp.view(len(live), -1), rewards))
+        opt.zero_grad()
+        loss.backward()
+        text.grad = text.grad if move_text else None  # Adam skips a tensor without a gradient
+        image.grad = image.grad if move_image else None
+        opt.step()
+        for i in live:
+            found[i].stopped_early = found[i].reward > s.threshold
+        live = [i for i in live if not should_stop(found[i].reward, s.threshold, step + 1, s.steps)]
+        if not live:
+            break
+    return found, LatentShift((text * text_mask).detach(), image.detach())

@@ -18,29 +18,80 @@ def test_gvu_reward_is_the_geometric_mean_of_prompt_token_probabilities():
         gvu_rewards([torch.tensor([])])
 
 
-def test_gvu_and_oracle_judges_on_real_actors(ray_local):
-    from omegaconf import OmegaConf
-
-    from actors.introspector import IntrospectorActor
-    from actors.rollout import RolloutActor
-    from launch.configs.meta_ttrl import ROOT, RubricConfig
-    from toyworld.oracle import evaluate
+@pytest.fixture(scope="module")
+def toy_batch():
+    """The committed toy model and a rollout batch of 2 test prompts x 2 samples from it."""
+    from launch.configs.meta_ttrl import ROOT
+    from models.janus import JanusAdapter
+    from rollout.batch import RolloutBatch
     from toyworld.prompts import load_split
 
-    path, metas = str(ROOT / "models" / "toy_umm"), load_split("test")[:2]
-    metadata = {m["prompt"]: m for m in metas}
-    rubric = OmegaConf.structured(RubricConfig)
-    rollout = RolloutActor.remote(path, 1, 0)
-    gvu, oracle = (IntrospectorActor.remote(path, 1, rubric, metadata, 0, judge) for judge in ("gvu", "oracle"))
-    batch = rollout.sample.remote([m["prompt"] for m in metas], 2, 3.0, 1.0)
-    by_gvu, by_oracle, images = ray_local.get([gvu.judge.remote(batch, 3.0, 1.0), oracle.judge.remote(batch, 3.0, 1.0),
-                                               batch])
+    adapter, metas = JanusAdapter.from_pretrained(ROOT / "models" / "toy_umm"), load_split("test")[:2]
+    out = adapter.sample([m["prompt"] for m in metas], 2, 3.0, 1.0, torch.Generator().manual_seed(0))
+    batch = RolloutBatch([m["prompt"] for m in metas for _ in range(2)], out.tokens, out.logprobs, out.images, 0, 2)
+    return adapter, {m["prompt"]: m for m in metas}, batch
+
+
+def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
+    from rewards.introspection import RubricBook
+    from rewards.judges import GvUJudge, OracleJudge, SRUMJudge, model_writer
+    from rewards.regions import isolate, segment
+    from toyworld.oracle import evaluate
+
+    adapter, metadata, batch = toy_batch
+    by_gvu, by_oracle = GvUJudge(adapter)(batch), OracleJudge(metadata)(batch)
     assert by_gvu.rewards.shape == (4,) and ((by_gvu.rewards > 0) & (by_gvu.rewards < 1)).all()
-    expected = [float(evaluate(img, metadata[p]).correct) for img, p in zip(images.images, images.prompts)]
-    assert by_oracle.rewards.tolist() == expected
-    assert by_gvu.rubric == {} and by_gvu.health["samples"] == 4  # no rubric written for these judges
-    for actor in (rollout, gvu, oracle):
-        ray_local.kill(actor)
+    expected = [float(evaluate(img, metadata[p]).correct) for img, p in zip(batch.images, batch.prompts)]
+    assert by_oracle.rewards.tolist() == expected and by_oracle.reward_maps is None
+    with pytest.raises(KeyError, match="needs GenEval metadata"):
+        OracleJudge({})(batch)
+    # SRUM: a map per image on the 8 x 8 token grid; cells outside every region hold the global score 2 r - 1
+    book = RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0)))
+    by_srum_judge = SRUMJudge(book, adapter, adapter.token_grid)
+    by_srum = by_srum_judge(batch)
+    assert by_srum.reward_maps.shape == (4, 64) and by_srum.reward_maps.abs().max() <= 1
+    centres = (torch.arange(8) + 0.5) / 8
+    for i, (image, reward, cells) in enumerate(zip(batch.images, by_srum.rewards, by_srum.reward_maps.view(4, 8, 8))):
+        questions = [it.question for it in book.get([batch.prompts[i]])[0]
+                     if it.target == "yes" and it.dimension in ("object", "attribute")]
+        inside = []
+        for box in segment(image):  # each region alone, asked the prompt's object questions: 2 max s - 1
+            alone = isolate(image, box)[None]
+            local = 2 * float(by_srum_judge.scores(alone, questions, [0] * len(questions),
+                                                   [True] * len(questions)).max()) - 1
+            x0, y0, x1, y1 = box.tolist()
+            inside.append((((centres >= y0) & (centres <= y1))[:, None] & ((centres >= x0) & (centres <= x1))[None],
+                           local))
+        count = sum(m.int() for m, _ in inside)
+        assert (count > 0).any() and torch.allclose(cells[count == 0], 2 * reward - 1)
+        for m, local in inside:
+            assert torch.allclose(cells[m & (count == 1)], torch.tensor(local), atol=1e-5)
+
+
+def test_server_judge_scores_through_the_reward_server(toy_batch):
+    """E-TTRL behind the reward server: the served rubric judge (an external model; here the toy model) gives
+    the same rewards as the same judge in-process."""
+    from launch import reward_server
+    from launch.configs.meta_ttrl import ROOT
+    from rewards.client import RewardClient
+    from rewards.introspection import RubricBook
+    from rewards.judges import RubricJudge, ServerJudge, model_writer
+    from rewards.server import RewardServer
+
+    adapter, _, batch = toy_batch
+    path = str(ROOT / "models" / "toy_umm")
+    server = RewardServer({"rubric": reward_server.rubric_judge(path, 1), "bad": lambda items: ["x"] * len(items)},
+                          port=0).start()
+    client = RewardClient(f"tcp://127.0.0.1:{server.port}", timeout_s=60)
+    try:
+        served = ServerJudge(client, "rubric")(batch)
+        with pytest.raises(ValueError, match="answered non-numbers"):
+            ServerJudge(client, "bad")(batch)
+    finally:
+        client.close()
+        server.stop()
+    local = RubricJudge(RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0))), adapter)(batch)
+    assert torch.allclose(served.rewards, local.rewards, atol=1e-5) and served.fallback == [False] * 4
 
 
 def test_pick_best_by_hand():

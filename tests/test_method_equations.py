@@ -1,10 +1,11 @@
 """SRUM's reward map and losses and MILR's update, against numbers computed by hand (issue 5)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from learners.srum import flow_loss, global_weight, reward_map, token_loss
+from learners.srum import flow_loss, global_weight, region_scores, reward_map, to_score, token_loss
 from rollout.milr import active, optimised_positions, reinforce_surrogate, should_stop
 
 
@@ -60,3 +61,39 @@ def test_milr_reinforce_step_with_adam_by_hand():
     assert z.grad.item() == pytest.approx(-0.75)
     opt.step()
     assert z.item() == pytest.approx(0.03)
+
+
+def test_srum_scores_by_hand():
+    # region 0 answers its best question with 0.9 -> 2 * 0.9 - 1 = 0.8; region 1's best is 0.25 -> -0.5
+    assert torch.allclose(region_scores(torch.tensor([[0.9, 0.2], [0.1, 0.25]])), torch.tensor([0.8, -0.5]))
+    assert torch.allclose(to_score(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="questions >= 1"):
+        region_scores(torch.zeros(2, 0))
+
+
+def test_srum_regions_are_the_foreground_blobs_by_hand():
+    from rewards.regions import isolate, segment
+
+    image = np.full((10, 20, 3), 200, np.uint8)  # grey background
+    image[1:4, 2:6] = (255, 0, 0)  # a 3 x 4 red blob: 12 px
+    image[5:10, 10:20] = (0, 0, 255)  # a 5 x 10 blue blob: 50 px, the larger, listed first
+    image[0, 19] = (0, 255, 0)  # one stray pixel: below min_area
+    boxes = segment(image, min_area=5)
+    assert np.allclose(boxes, [[10 / 20, 5 / 10, 20 / 20, 10 / 10], [2 / 20, 1 / 10, 6 / 20, 4 / 10]])
+    assert segment(np.full((8, 8, 3), 7, np.uint8)).shape == (0, 4)
+    alone = isolate(image, boxes[1])
+    assert (alone[1:4, 2:6] == (255, 0, 0)).all() and (alone[5:10, 10:20] == 200).all() and (alone[0, 19] == 200).all()
+
+
+def test_srum_trainer_weights_by_the_global_score_and_drops_nan_rewards():
+    from types import SimpleNamespace
+
+    from learners.srum_trainer import SRUMTrainer
+    from rollout.batch import Judgement
+
+    judged = Judgement(torch.tensor([0.25, float("nan"), 1.0]), torch.zeros(3, 4), reward_maps=torch.zeros(3, 4))
+    alpha, info = SRUMTrainer.sample_weights(SimpleNamespace(), None, judged)
+    # alpha = (g + 1) / 2 with g = 2 r - 1: the rubric reward itself; a NaN reward gets no weighted term
+    assert torch.allclose(alpha, torch.tensor([0.25, 0.0, 1.0])) and info["reward_map_negative"] == 0
+    with pytest.raises(ValueError, match="reward.judge=srum"):
+        SRUMTrainer.sample_weights(SimpleNamespace(), None, Judgement(torch.zeros(3), torch.zeros(3, 4)))

@@ -44,9 +44,17 @@ class RubricConfig:
 
 @dataclass
 class RewardConfig:
-    # rubric: Meta-TTRL (the frozen model's own rubric, Eq. 5-6) | gvu: the prompt's likelihood as a caption of the
-    # image under the frozen model | oracle: the toy world's evaluator (RL leakage: an upper bound, not legal)
+    # rubric: Meta-TTRL (the judge model's own rubric, Eq. 5-6) | vqa_rubric: that rubric answered by a GIT VQA model
+    # | srum: rubric reward as global score plus per-region local scores, as dense maps (for trainer.algorithm=srum)
+    # | gvu: the prompt's likelihood as a caption of the image | oracle: the toy world's evaluator (RL leakage: an
+    # upper bound, not test-time legal) | server: whatever a reward server's method returns (rewards/judges.py)
     judge: str = "rubric"
+    model_path: str = ""  # the judge model (Janus layout); "" = the policy's own frozen copy, else E-TTRL
+    vqa_path: str = ""  # GIT directory (Hugging Face layout) answering the rubric, for judge=vqa_rubric
+    server: str = ""  # tcp://host:port of a reward server (launch/reward_server.py), for judge=server
+    server_method: str = "rubric"
+    server_secret_env: str = "META_TTRL_REWARD_SECRET"  # environment variable holding the HMAC secret ("" = none)
+    server_timeout_s: float = 60.0
 
 
 @dataclass
@@ -87,6 +95,8 @@ class SyncConfig:
 @dataclass
 class TrainerConfig:
     steps: int = 100  # T
+    # grpo (Eq. 7-8) | srum (reward-weighted likelihood on the judge's reward maps; needs reward.judge=srum)
+    algorithm: str = "grpo"
     converge_window: int = 0  # stop early when the mean reward over this many steps stops rising (0: off)
     converge_tol: float = 1e-3
     async_mode: bool = True  # overlap rollout of step t+1 with the update of step t (false: strictly on-policy)

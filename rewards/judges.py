@@ -1,0 +1,161 @@
+"""The judges an introspector runs (`reward.judge`), as plain objects over model adapters (no Ray): each maps a
+rollout batch to rewards, per-sample fallback flags and, for SRUM, dense reward maps.
+
+- rubric (Meta-TTRL; E-TTRL when the judge model is an external one): the judge model writes each prompt's rubric
+  (cached in a RubricBook) and answers it (Eq. 5-6).
+- vqa_rubric: the same rubric, answered by a separate VQA model (models/git.py).
+- srum: the rubric reward as global score, plus oracle-free regions (rewards/regions.py) scored alone on the
+  prompt's object questions, painted on the token grid (learners/srum.py).
+- gvu: the prompt's likelihood as a caption of the image (rewards/scoring.gvu_rewards).
+- oracle: the toy world's evaluator (RL leakage: an upper bound, not test-time legal).
+- server: whatever a reward server (rewards/server.py) serves, e.g. an external model's rubric judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from learners.srum import region_scores, reward_map, to_score
+from rewards.introspection import RubricBook, Writer, fallback_rubric
+from rewards.regions import isolate, segment
+from rewards.rubric import SCHEMA_INSTRUCTION
+from rewards.scoring import gvu_rewards, question_scores, rubric_rewards
+
+
+def model_writer(adapter, max_new_tokens: int, generator: torch.Generator) -> Writer:
+    """Rubric writing by a model (RubricBook's writer): greedy first, sampled on retries."""
+    def write(prompts: list[str], attempt: int) -> list[str]:
+        return adapter.write(prompts, SCHEMA_INSTRUCTION, max_new_tokens, temperature=0.0 if attempt == 0 else 1.0,
+                             generator=generator)
+    return write
+
+
+@dataclass
+class Scored:
+    rewards: torch.Tensor  # (N,)
+    fallback: list[bool]  # scored on the one-question fallback rubric
+    reward_maps: torch.Tensor | None = None  # (N, T) SRUM only
+
+
+class RubricJudge:
+    """Rubrics from `book`; answers (yes/no probabilities) from `answerer`: any adapter with
+    `image_features(images)` and `answer_probs(images, questions, image_index, features)`."""
+
+    def __init__(self, book: RubricBook, answerer, chunk: int = 256):
+        self.book, self.answerer, self.chunk = book, answerer, chunk
+
+    def scores(self, images: np.ndarray, questions: list[str], index: list[int], target: list[bool]) -> torch.Tensor:
+        """Eq. 5 score of each question about image `index[q]` (each image encoded once)."""
+        features, c = self.answerer.image_features(images), self.chunk
+        probs = torch.cat([self.answerer.answer_probs(images, questions[s: s + c], index[s: s + c], features)
+                           for s in range(0, len(questions), c)])
+        return question_scores(probs.float(), torch.tensor(target))
+
+    def __call__(self, batch) -> Scored:
+        rubrics = self.book.get(batch.prompts)
+        asked = [(i, item) for i, items in enumerate(rubrics) for item in items]
+        scores = self.scores(batch.images, [it.question for _, it in asked], [i for i, _ in asked],
+                             [it.target == "yes" for _, it in asked])
+        rewards = rubric_rewards(scores, torch.tensor([i for i, _ in asked]), len(batch.prompts))
+        return Scored(rewards, [items == fallback_rubric(p) for items, p in zip(rubrics, batch.prompts)])
+
+
+class SRUMJudge(RubricJudge):
+    """Global score 2 r - 1 from the rubric reward r; each region's local score from the prompt's yes-target
+    object and attribute questions asked of that region alone; one map per image on a rows x cols token grid."""
+
+    def __init__(self, book: RubricBook, answerer, grid: tuple[int, int]):
+        super().__init__(book, answerer)
+        self.grid = grid
+
+    def __call__(self, batch) -> Scored:
+        scored = super().__call__(batch)
+        regions, questions, index, owners = [], [], [], []
+        for i, (image, items) in enumerate(zip(batch.images, self.book.get(batch.prompts))):
+            asked = [it.question for it in items if it.target == "yes" and it.dimension in ("object", "attribute")]
+            for box in segment(image) if asked else []:  # no object question: the map is the global score
+                owners.append((i, box, len(asked)))
+                questions += asked
+                index += [len(regions)] * len(asked)
+                regions.append(isolate(image, box))
+        scores = self.scores(np.stack(regions), questions, index, [True] * len(questions)) if regions else None
+        boxes, local = [[] for _ in batch.prompts], [[] for _ in batch.prompts]
+        start = 0
+        for i, box, n in owners:  # each region's n question scores -> its local score
+            boxes[i].append(box)
+            local[i].append(region_scores(scores[start: start + n][None])[0])
+            start += n
+        maps = [reward_map(float(to_score(r)), torch.tensor(np.array(b, np.float32)).reshape(-1, 4),
+                           torch.stack(s) if s else torch.zeros(0), *self.grid).flatten()
+                for r, b, s in zip(scored.rewards, boxes, local)]
+        return Scored(scored.rewards, scored.fallback, torch.stack(maps))
+
+
+class GvUJudge:
+    def __init__(self, adapter, chunk: int = 64):
+        self.adapter, self.chunk = adapter, chunk
+
+    def __call__(self, batch) -> Scored:
+        logprobs, c = [], self.chunk
+        for s in range(0, len(batch.prompts), c):
+            logprobs += self.adapter.prompt_logprobs(batch.images[s: s + c], batch.prompts[s: s + c])
+        return Scored(gvu_rewards(logprobs), [False] * len(batch.prompts))
+
+
+class OracleJudge:
+    def __init__(self, metadata: dict[str, dict]):
+        self.metadata = metadata
+
+    def __call__(self, batch) -> Scored:
+        from toyworld.oracle import evaluate
+        missing = [p for p in batch.prompts if p not in self.metadata]
+        if missing:
+            raise KeyError(f"reward.judge=oracle needs GenEval metadata for prompt {missing[0]!r}")
+        verdicts = [evaluate(img, self.metadata[p]).correct for img, p in zip(batch.images, batch.prompts)]
+        return Scored(torch.tensor(verdicts, dtype=torch.float32), [False] * len(batch.prompts))
+
+
+class ServerJudge:
+    """Rewards from a reward server's `method`: items {"prompt", "image"} -> one float each."""
+
+    def __init__(self, client, method: str):
+        self.client, self.method = client, method
+
+    def __call__(self, batch) -> Scored:
+        from rewards import wire
+        items = [{"prompt": p, "image": wire.encode_image(img)} for p, img in zip(batch.prompts, batch.images)]
+        rewards = self.client.call(self.method, items)
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rewards):
+            raise ValueError(f"reward server method {self.method!r} answered non-numbers: {rewards[:3]!r}...")
+        return Scored(torch.tensor(rewards, dtype=torch.float32), [False] * len(batch.prompts))
+
+
+JUDGES = ("rubric", "vqa_rubric", "srum", "gvu", "oracle", "server")
+
+
+def build_judge(reward_cfg, book: RubricBook, judge_model, token_grid: tuple[int, int], metadata: dict):
+    """The judge `reward_cfg.judge` names, over `judge_model` (the frozen policy, or an external model for
+    E-TTRL); VQA models and reward-server clients are created here, only when selected."""
+    kind = reward_cfg.judge
+    if kind == "rubric":
+        return RubricJudge(book, judge_model)
+    if kind == "vqa_rubric":
+        from models.git import GitVQA
+        return RubricJudge(book, GitVQA.from_pretrained(reward_cfg.vqa_path))
+    if kind == "srum":
+        return SRUMJudge(book, judge_model, token_grid)
+    if kind == "gvu":
+        return GvUJudge(judge_model)
+    if kind == "oracle":
+        return OracleJudge(metadata)
+    if kind == "server":
+        import os
+
+        from rewards.client import RewardClient
+        secret = os.environ.get(reward_cfg.server_secret_env, "") if reward_cfg.server_secret_env else ""
+        client = RewardClient(reward_cfg.server, secret.encode() or None, timeout_s=reward_cfg.server_timeout_s)
+        return ServerJudge(client, reward_cfg.server_method)
+    raise ValueError(f"reward.judge {kind!r} is not one of: {', '.join(JUDGES)}")
