@@ -81,12 +81,13 @@ def train(cfg: VQATrainConfig) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vqa.model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {sum(losses[-100:]) / 100:.3f} ({time.time() - t0:.0f} s)", flush=True)
     vqa.model.eval()
-    report = {"steps": step, "train_s": round(time.time() - t0, 1), "final_loss": sum(losses[-100:]) / 100,
+    last = losses[-100:]
+    report = {"steps": step, "train_s": round(time.time() - t0, 1), "final_loss": sum(last) / max(1, len(last)),
               **{split: understanding_accuracy(vqa, load_split(split), seed=cfg.seed) for split in ("test", "heldout")}}
     out = Path(cfg.out)
     vqa.model.save_pretrained(out)

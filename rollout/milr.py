@@ -101,18 +101,19 @@ def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance:
             j = int(rewards[k].argmax())
             if found[i] is None or rewards[k, j] > found[i].reward:
                 found[i] = Found(out.images[k * s.samples + j], float(rewards[k, j]), 0, False)
-            found[i].steps = step + 1
+            found[i].steps, found[i].stopped_early = step + 1, found[i].reward > s.threshold
+        going = [k for k, i in enumerate(live) if not should_stop(found[i].reward, s.threshold, step + 1, s.steps)]
+        if not going:  # no update is needed once every prompt has stopped (early, or at K)
+            break
+        keep = torch.tensor([k * s.samples + j for k in going for j in range(s.samples)])
+        logp = adapter.image_logprobs([row_prompts[r] for r in keep.tolist()], out.tokens[keep], guidance,
+                                      temperature, shift.rows(keep)).sum(1)
+        loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp.view(len(going), -1), rewards[going]))
         move_text, move_image = active(s.strategy, step, s.steps)
-        logp = adapter.image_logprobs(row_prompts, out.tokens, guidance, temperature, shift).sum(1)
-        loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp.view(len(live), -1), rewards))
         opt.zero_grad()
         loss.backward()
         text.grad = text.grad if move_text else None  # Adam skips a tensor without a gradient
         image.grad = image.grad if move_image else None
         opt.step()
-        for i in live:
-            found[i].stopped_early = found[i].reward > s.threshold
-        live = [i for i in live if not should_stop(found[i].reward, s.threshold, step + 1, s.steps)]
-        if not live:
-            break
+        live = [live[k] for k in going]
     return found, LatentShift((text * text_mask).detach(), image.detach())

@@ -1,7 +1,8 @@
 """Each method of the family end to end on the toy world, short configs (issue 5): SRUM's reward-weighted
 training, the VQA-scored rubric (tiny GIT), E-TTRL with an external judge model, and MILR's latent search.
-(Meta-TTRL itself: tests/test_meta_ttrl.py; the GvU, oracle, SRUM and reward-server judges and Best-of-N:
-tests/test_judges.py; every method in one run: tests/test_compare.py, `make test-slow`.)"""
+GvU and the oracle reward with GRPO. (Meta-TTRL itself: tests/test_meta_ttrl.py; the judges one by one, the
+reward-server judge and Best-of-N: tests/test_judges.py; every method in one run: tests/test_compare.py,
+`make test-slow`.)"""
 import json
 
 import pytest
@@ -20,6 +21,16 @@ def run_job(tmp_path, overrides: list[str]) -> tuple[dict, list[dict]]:
     metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["steps"] == 1 and len(metrics) == 1 and metrics[0]["updates"] >= 1
     return summary, metrics
+
+
+@pytest.mark.parametrize("judge", ["gvu", "oracle"])
+def test_grpo_with_the_gvu_and_the_oracle_judge(ray_local, tmp_path, judge):
+    summary, metrics = run_job(tmp_path, [f"reward.judge={judge}"])
+    assert not any(metrics[0]["rubric"].values())  # no rubric was written
+    if judge == "oracle":  # the reward is the oracle's verdict itself
+        assert metrics[0]["reward_mean"] == pytest.approx(metrics[0]["oracle"])
+    else:
+        assert 0 < metrics[0]["reward_mean"] < 1
 
 
 def test_srum_trains_on_its_reward_maps(ray_local, tmp_path):
