@@ -75,50 +75,55 @@ def compare(argv: list[str]) -> dict:
     budget = steps * cfg.data.prompts_per_step * cfg.rollout.group_size
     table = {"steps": steps, "samples_per_method": budget, "overrides": overrides, "methods": rows,
              "not_run": skipped}
-    for name in [m for m in TRAINED if m not in skipped]:
-        rows[name] = run_trained(name, job, out, own) | {"samples": budget}
-        rows.setdefault("vanilla", rows[name].pop("vanilla") | {"samples": 0})
-        rows[name].pop("vanilla", None)
-        write(out, table)  # after every method: a later crash keeps what was measured
     n_prompts = len(meta_ttrl.load_prompts("test"))
     n = max(2, round(budget / n_prompts))
+    # the baselines without training first (minutes each), then the trained methods (the longest runs)
     rows["best_of_n"] = per_split(best_of_n.run, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
     write(out, table)
     k = max(1, budget // (n_prompts * MILR_SAMPLES))
     rows["milr"] = per_split(milr.run, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
     rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt
     write(out, table)
+    for name in [m for m in TRAINED if m not in skipped]:
+        rows[name] = run_trained(name, job, out, own) | {"samples": budget}
+        rows.setdefault("vanilla", rows[name].pop("vanilla") | {"samples": 0})
+        rows[name].pop("vanilla", None)
+        write(out, table)  # after every method: a later crash keeps what was measured
     return table
 
 
 def write(out: Path, table: dict) -> None:
-    if "vanilla" not in table["methods"]:
-        return
+    """compare.json, compare.md (vanilla first) and compare.png from the rows measured so far."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(table, indent=1))
-    columns = [(split, tag) for split in ("test", "heldout") for tag in table["methods"]["vanilla"][split]["per_tag"]]
+    rows = table["methods"]
+    names = (["vanilla"] if "vanilla" in rows else []) + [n for n in rows if n != "vanilla"]
+    if not names:
+        return
+    first = rows[names[0]]
+    columns = [(split, tag) for split in ("test", "heldout") for tag in first[split]["per_tag"]]
     lines = [f"| method | test | heldout | samples (test) | {' | '.join(f'{s} {t}' for s, t in columns)} |",
              "|---|---|---|---|" + "---|" * len(columns)]
-    for name, row in table["methods"].items():
+    for name in names:
+        row = rows[name]
         per_tag = " | ".join(f"{row[s]['per_tag'].get(t, float('nan')):.3f}" for s, t in columns)
         lines.append(f"| {name} | {row['test']['overall']:.3f} | {row['heldout']['overall']:.3f} | "
                      f"{row.get('samples', 0)} | {per_tag} |")
     lines += [f"| {name} | not run: {why} | | |" + " |" * len(columns) for name, why in table["not_run"].items()]
     (out / "compare.md").write_text("\n".join(lines) + "\n")
-    plot(out / "compare.png", table)
+    plot(out / "compare.png", table, names)
 
 
-def plot(path: Path, table: dict) -> None:
+def plot(path: Path, table: dict, names: list[str]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(table["methods"])
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names)), 3.8))
     for k, split in enumerate(("test", "heldout")):
         ax.bar([i + 0.4 * k for i in range(len(names))], [table["methods"][n][split]["overall"] for n in names],
                width=0.4, label=split)
-    ax.set_xticks([i + 0.2 for i in range(len(names))], names)
+    ax.set_xticks([i + 0.2 for i in range(len(names))], names, rotation=20)
     ax.set_ylabel("oracle score (GenEval rules)")
     ax.set_title(f"toy world, {table['samples_per_method']} samples per method")
     ax.legend()

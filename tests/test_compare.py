@@ -14,14 +14,15 @@ def test_compare_runs_every_method_and_writes_the_table(ray_local, tmp_path, tin
                              "data.eval_max_prompts=2", "data.eval_samples=1", "run.grid_prompts=0",
                              "run.checkpoint_every=0", f"vqa_path={make_tiny_git(tmp_path / 'git')}",
                              f"external={tmp_path / 'external'}"])
-    assert list(table["methods"]) == ["meta_ttrl", "vanilla", "gvu", "srum", "vqa_rubric", "e_ttrl", "oracle_grpo",
-                                      "best_of_n", "milr"]
+    assert list(table["methods"]) == ["best_of_n", "milr", "meta_ttrl", "vanilla", "gvu", "srum", "vqa_rubric",
+                                      "e_ttrl", "oracle_grpo"]
     assert table["samples_per_method"] == 4 and table["methods"]["best_of_n"]["n"] == 2
     assert table["methods"]["milr"]["k"] == 1 and table["not_run"] == {}
     for row in table["methods"].values():
         assert 0 <= row["test"]["overall"] <= 1 and 0 <= row["heldout"]["overall"] <= 1
     md = (tmp_path / "compare.md").read_text()
-    assert "| srum |" in md and "| milr |" in md and "heldout counting" in md
+    assert md.splitlines()[2].startswith("| vanilla |") and "| srum |" in md and "| milr |" in md
+    assert "heldout counting" in md
     assert json.loads((tmp_path / "compare.json").read_text())["methods"].keys() == table["methods"].keys()
     assert (tmp_path / "compare.png").stat().st_size > 1000
 
