@@ -4,6 +4,8 @@ and one figure, overall and per tag on `test` and `heldout`.
     python launch/compare.py [out=docs/results/compare] [steps=100] [vqa_path=models/toy_git] [external=<dir>]
                              [key=value ...]   # job keys pass through to every run
 
+A second run into the same `out` with the same settings keeps the methods already measured (compare.json).
+
 Budget: each trained method (Meta-TTRL, GvU, SRUM, VQA-scored rubric, oracle GRPO, E-TTRL) draws
 steps x prompts_per_step x group_size samples; Best-of-N and MILR get the same number spread over the split's
 prompts (Best-of-N: n per prompt, at least 2; MILR: up to K = milr_steps steps of `milr_samples` per prompt,
@@ -47,6 +49,20 @@ def split_args(argv: list[str]) -> tuple[dict, list[str]]:
     return own, rest
 
 
+def resumed(out: Path, steps: int, overrides: list[str]) -> dict | None:
+    """The table of an earlier compare into `out` with the same budget and overrides: its methods are kept, not
+    run again (a compare that stopped half-way goes on where it was)."""
+    path = out / "compare.json"
+    if not path.is_file():
+        return None
+    table = json.loads(path.read_text())
+    if table.get("steps") != steps or table.get("overrides") != overrides:
+        raise UserError(f"{path} holds a comparison with other settings (steps {table.get('steps')}, overrides "
+                        f"{table.get('overrides')}): choose another out=")
+    print(f"keeping {', '.join(table['methods'])} from {path}", flush=True)
+    return table
+
+
 def run_trained(name: str, overrides: list[str], out: Path, own: dict) -> dict:
     t0 = time.time()
     meta_ttrl.main(overrides + [o.format(**own) for o in TRAINED[name]] + [f"run.dir={out / name}",
@@ -71,20 +87,28 @@ def compare(argv: list[str]) -> dict:
     if cfg.data.split != "test" or cfg.data.heldout != "heldout":
         raise UserError("compare runs on the built-in test and heldout splits; leave data.split / data.heldout")
     job = overrides + [f"trainer.steps={steps}", "trainer.converge_window=0"]
-    rows, skipped = {}, {m: f"needs {arg}=<dir>" for m, arg in NEEDS.items() if not own[arg]}
+    skipped = {m: f"needs {arg}=<dir>" for m, arg in NEEDS.items() if not own[arg]}
     budget = steps * cfg.data.prompts_per_step * cfg.rollout.group_size
-    table = {"steps": steps, "samples_per_method": budget, "overrides": overrides, "methods": rows,
-             "not_run": skipped}
+    table = resumed(out, steps, overrides) or {"steps": steps, "samples_per_method": budget, "overrides": overrides,
+                                               "methods": {}}
+    rows, table["not_run"] = table["methods"], skipped
+    res = cfg.resources  # one cluster for every method, sized for the trained ones (learner included)
+    meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus + cfg.trainer.learners *
+                      res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
     n_prompts = len(meta_ttrl.load_prompts("test"))
     n = max(2, round(budget / n_prompts))
     # the baselines without training first (minutes each), then the trained methods (the longest runs)
-    rows["best_of_n"] = per_split(best_of_n.run, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
-    write(out, table)
+    if "best_of_n" not in rows:
+        rows["best_of_n"] = per_split(best_of_n.run, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
+        write(out, table)
     k = max(1, budget // (n_prompts * MILR_SAMPLES))
-    rows["milr"] = per_split(milr.run, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
-    rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt
-    write(out, table)
-    for name in [m for m in TRAINED if m not in skipped]:
+    if "milr" not in rows:
+        rows["milr"] = per_split(milr.run, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
+        rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt
+        write(out, table)
+    for name in [m for m in TRAINED if m not in skipped and m not in rows]:
+        if (out / name).exists():  # a run this compare started and did not finish: its directory is kept
+            (out / name).rename(out / f"{name}.interrupted-{int(time.time())}")
         rows[name] = run_trained(name, job, out, own) | {"samples": budget}
         rows.setdefault("vanilla", rows[name].pop("vanilla") | {"samples": 0})
         rows[name].pop("vanilla", None)

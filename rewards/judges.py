@@ -47,6 +47,7 @@ class RubricJudge:
     def __init__(self, book: RubricBook, answerer, chunk: int = 256):
         self.book, self.answerer, self.chunk = book, answerer, chunk
 
+    @torch.no_grad()
     def scores(self, images: np.ndarray, questions: list[str], index: list[int], target: list[bool]) -> torch.Tensor:
         """Eq. 5 score of each question about image `index[q]` (each image encoded once)."""
         features, c = self.answerer.image_features(images), self.chunk
@@ -98,6 +99,7 @@ class GvUJudge:
     def __init__(self, adapter, chunk: int = 64):
         self.adapter, self.chunk = adapter, chunk
 
+    @torch.no_grad()
     def __call__(self, batch) -> Scored:
         logprobs, c = [], self.chunk
         for s in range(0, len(batch.prompts), c):

@@ -47,6 +47,14 @@ ROWS = [  # (overrides, message)
     (["guard.max_flat_groups=2"], "guard.max_flat_groups is a fraction in [0, 1], got 2.0"),
     (["run.wandb=off"], "run.wandb 'False' is not one of: auto, online, offline, disabled"),
     (["run.resume=auto"], "run.resume needs run.dir: the directory of the run to continue"),
+    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, oracle, server"),
+    (["trainer.algorithm=ppo"], "trainer.algorithm 'ppo' is not one of: grpo, srum"),
+    (["trainer.algorithm=srum"], "trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum"),
+    (["reward.model_path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),
+    (["reward.judge=vqa_rubric"], "reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory"),
+    (["reward.judge=vqa_rubric", "reward.vqa_path={broken}"], "reward.vqa_path '{broken}' could not be loaded as a "
+                                                              "GIT model"),
+    (["reward.judge=server", "reward.server=localhost:5555"], "reward.judge=server needs reward.server=tcp://"),
 ]
 
 
@@ -58,7 +66,17 @@ def test_bad_input_is_one_clear_line(overrides, message, tmp_path):
         argv.append(f"run.dir={tmp_path / 'run'}")
     with pytest.raises(UserError) as e:
         meta_ttrl.main(argv)
-    assert message in str(e.value) and "\n" not in str(e.value)
+    assert message.replace("{broken}", paths["broken"]) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_milr_settings_are_checked_in_one_line():
+    from launch import milr
+
+    for argv, message in [(["milr.strategy=sideways"], "milr.strategy 'sideways' is not one of: joint, alternating"),
+                          (["milr.steps=0"], "milr.steps, milr.samples and prompts_per_call must be >= 1"),
+                          (["milr.lambda_v=0"], "milr.lambda_t and milr.lambda_v are fractions in (0, 1]")]:
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
+            milr.run(argv)
 
 
 def test_a_reused_run_dir_and_a_corrupted_checkpoint_to_resume(tmp_path):

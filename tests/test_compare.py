@@ -36,3 +36,13 @@ def test_methods_that_need_a_model_are_listed_not_dropped(tmp_path):
     assert md[0] == "| method | test | heldout | samples (test) | test colors | heldout counting |"
     assert md[2] == "| vanilla | 0.500 | 0.250 | 0 | 0.500 | 0.250 |"
     assert md[3].startswith("| vqa_rubric | not run: needs vqa_path=<dir> |")
+
+
+def test_a_second_compare_into_the_same_out_keeps_what_was_measured(tmp_path):
+    from launch.cli import UserError
+
+    assert compare.resumed(tmp_path, 50, []) is None  # nothing there: a fresh table
+    (tmp_path / "compare.json").write_text(json.dumps({"steps": 50, "overrides": [], "methods": {"milr": {}}}))
+    assert compare.resumed(tmp_path, 50, [])["methods"] == {"milr": {}}
+    with pytest.raises(UserError, match="holds a comparison with other settings"):
+        compare.resumed(tmp_path, 100, [])

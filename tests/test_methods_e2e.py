@@ -1,8 +1,7 @@
 """Each method of the family end to end on the toy world, short configs (issue 5): SRUM's reward-weighted
-training, the VQA-scored rubric (tiny GIT), E-TTRL with an external judge model, and MILR's latent search.
-GvU and the oracle reward with GRPO. (Meta-TTRL itself: tests/test_meta_ttrl.py; the judges one by one, the
-reward-server judge and Best-of-N: tests/test_judges.py; every method in one run: tests/test_compare.py,
-`make test-slow`.)"""
+training, the VQA-scored rubric (tiny GIT) with E-TTRL's external judge model, MILR's latent search, and (slow
+set) GRPO on the GvU and the oracle judge. (Meta-TTRL itself: tests/test_meta_ttrl.py; the judges one by one, the
+reward-server judge and Best-of-N: tests/test_judges.py; every method in one run: tests/test_compare.py, slow.)"""
 import json
 
 import pytest
@@ -23,6 +22,7 @@ def run_job(tmp_path, overrides: list[str]) -> tuple[dict, list[dict]]:
     return summary, metrics
 
 
+@pytest.mark.slow  # the judge objects are tested in test_judges.py; the job path is the one the others take
 @pytest.mark.parametrize("judge", ["gvu", "oracle"])
 def test_grpo_with_the_gvu_and_the_oracle_judge(ray_local, tmp_path, judge):
     summary, metrics = run_job(tmp_path, [f"reward.judge={judge}"])
@@ -59,15 +59,15 @@ def tiny_git(tmp_path):
     return make_tiny_git(tmp_path / "git")
 
 
-def test_vqa_scored_rubric_runs_with_a_tiny_git(ray_local, tmp_path, tiny_git):
-    _, metrics = run_job(tmp_path, ["reward.judge=vqa_rubric", f"reward.vqa_path={tiny_git}"])
-    assert metrics[0]["rubric"]["written"] == 2 and 0 < metrics[0]["reward_mean"] < 1
-
-
-def test_e_ttrl_an_external_model_writes_and_answers_the_rubric(ray_local, tmp_path, tiny_adapter):
+def test_vqa_scored_rubric_and_e_ttrl_external_model(ray_local, tmp_path, tiny_git, tiny_adapter):
+    """One job, both mechanisms: an external judge model (E-TTRL: reward.model_path) writes the rubric, a tiny GIT
+    answers it (reward.judge=vqa_rubric)."""
     tiny_adapter.save_pretrained(tmp_path / "external")  # random weights: it cannot write a parseable rubric
-    _, metrics = run_job(tmp_path, [f"reward.model_path={tmp_path / 'external'}"])
-    assert metrics[0]["rubric"]["fallback"] == 2  # so both prompts fell back: the external model wrote them
+    _, metrics = run_job(tmp_path, ["reward.judge=vqa_rubric", f"reward.vqa_path={tiny_git}",
+                                    f"reward.model_path={tmp_path / 'external'}"])
+    m = metrics[0]
+    assert m["rubric"]["written"] == 2 and m["rubric"]["fallback"] == 2  # so the external model wrote them
+    assert 0 < m["reward_mean"] < 1  # the GIT's answers: random weights, probabilities strictly inside (0, 1)
 
 
 def test_milr_searches_latents_and_scores_the_best_image(ray_local, capsys):
