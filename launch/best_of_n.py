@@ -52,23 +52,29 @@ def best_of_n(job, metas: list[dict], n: int, prompts_per_call: int = 8) -> dict
     return tag_table(by_tag) | {"n": n}
 
 
-def run(argv: list[str]) -> dict:
+def without_training(cfg, work) -> dict:
+    """Run `work(job, metas)` on a job of rollouts and introspectors only (no weight update, so no learner) over
+    the prompts of `cfg.data.split` (the first `data.eval_max_prompts` if set); the actors go away after."""
     from actors.job import MetaTTRLJob
 
-    cfg = parse_config(BestOfNConfig, argv, "launch/best_of_n.py", __doc__)
-    if cfg.n < 1:
-        raise UserError(f"n must be >= 1, got {cfg.n}")
     meta_ttrl.check(cfg)
     metas = load_prompts(cfg.data.split)
     metas = metas[: cfg.data.eval_max_prompts] if cfg.data.eval_max_prompts > 0 else metas
     res = cfg.resources
     meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus +
                       cfg.trainer.introspectors * res.introspector.num_cpus)
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas}, train=False)  # no weight update: no learner
+    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas}, train=False)
     try:
-        return best_of_n(job, metas, cfg.n)
+        return work(job, metas)
     finally:
         job.shutdown()
+
+
+def run(argv: list[str]) -> dict:
+    cfg = parse_config(BestOfNConfig, argv, "launch/best_of_n.py", __doc__)
+    if cfg.n < 1:
+        raise UserError(f"n must be >= 1, got {cfg.n}")
+    return without_training(cfg, lambda job, metas: best_of_n(job, metas, cfg.n))
 
 
 def main(argv: list[str]) -> None:

@@ -21,12 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import meta_ttrl  # first: it makes a local Ray bind loopback, which must precede `import ray`
+from launch import best_of_n, meta_ttrl  # first: a local Ray binds loopback, which must precede `import ray`
 import ray
 
 from launch.cli import UserError, parse_config, run_main
 from launch.configs.meta_ttrl import MetaTTRLConfig
-from launch.evaluate import load_prompts
 from rollout.milr import STRATEGIES, MILRSettings
 
 
@@ -67,21 +66,9 @@ def search_all(job, metas: list[dict], cfg) -> dict:
 
 
 def run(argv: list[str]) -> dict:
-    from actors.job import MetaTTRLJob
-
     cfg = parse_config(MILRConfig, argv, "launch/milr.py", __doc__)
     check(cfg)
-    meta_ttrl.check(cfg)
-    metas = load_prompts(cfg.data.split)
-    metas = metas[: cfg.data.eval_max_prompts] if cfg.data.eval_max_prompts > 0 else metas
-    res = cfg.resources
-    meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus +
-                      cfg.trainer.introspectors * res.introspector.num_cpus)
-    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas}, train=False)  # no weight update: no learner
-    try:
-        return search_all(job, metas, cfg)
-    finally:
-        job.shutdown()
+    return best_of_n.without_training(cfg, lambda job, metas: search_all(job, metas, cfg))
 
 
 def main(argv: list[str]) -> None:
