@@ -18,16 +18,27 @@ from rollout.batch import Judgement, RolloutBatch
 from rollout.health import batch_health
 
 
+def judge_model(reward_cfg, dtype: str, policy: JanusAdapter):
+    """The model that writes and answers rubrics: the policy's own frozen copy (Meta-TTRL), an external one
+    (E-TTRL: reward.model_path), or a vLLM engine over one (reward.backend=vllm, GPU only)."""
+    if reward_cfg.backend == "vllm":
+        from models.vllm_introspector import VLLMIntrospector
+        return VLLMIntrospector.from_pretrained(reward_cfg.model_path, reward_cfg.vllm_gpu_memory)
+    if not reward_cfg.model_path:
+        return policy
+    external = JanusAdapter.from_pretrained(reward_cfg.model_path, dtype=dtype)
+    external.model.requires_grad_(False)
+    return external
+
+
 @ray.remote
 class IntrospectorActor(Checkpointed):
-    def __init__(self, model_path: str, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg):
+    def __init__(self, model, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg):
         torch.set_num_threads(threads)
-        self.ref = JanusAdapter.from_pretrained(model_path)  # the frozen policy: the KL term's reference
+        self.ref = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)  # the frozen policy: the KL term's reference
         self.ref.model.requires_grad_(False)
-        # the model that writes and answers rubrics: the policy's own (Meta-TTRL) or an external one (E-TTRL)
-        self.a = JanusAdapter.from_pretrained(reward_cfg.model_path) if reward_cfg.model_path else self.ref
-        self.a.model.requires_grad_(False)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.a = judge_model(reward_cfg, model.dtype, self.ref)
+        self.gen = self.ref.generator(seed)
         writer = model_writer(self.a, rubric_cfg.max_new_tokens, self.gen)
         self.book = RubricBook(writer if rubric_cfg.source == "introspector" else None, rubric_cfg.retries,
                                metadata if rubric_cfg.source == "metadata" else None)
@@ -49,7 +60,7 @@ class IntrospectorActor(Checkpointed):
         """Rewards of a rollout part by the configured judge, reference log-probs for the KL term, health counts."""
         t0, counts_before = time.perf_counter(), dict(self.book.counts)
         scored = self.run_judge(batch)
-        ref = self.ref.image_logprobs(batch.prompts, batch.tokens, guidance, temperature)
+        ref = self.ref.image_logprobs(batch.prompts, batch.tokens, guidance, temperature).float().cpu()
         rubric = {k: v - counts_before.get(k, 0) for k, v in self.book.counts.items()}  # this call's share
         health = batch_health(scored.rewards, batch.group_size, batch.images, scored.fallback)
         return Judgement(scored.rewards, ref, time.perf_counter() - t0, rubric, health, scored.reward_maps)

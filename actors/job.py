@@ -38,7 +38,7 @@ class MetaTTRLJob:
         self.bucket_bytes = bucket = int(cfg.sync.bucket_mb * 2**20)
 
         def learner_args(i):
-            return (m.path, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
+            return (m, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
                     tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm)
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
@@ -46,9 +46,9 @@ class MetaTTRLJob:
             if train:
                 self.learners = self._place(LearnerActor, "learner", tr.learners, res.learner, learner_args)
             self.rollouts = self._place(RolloutActor, "rollout", cfg.rollout.actors, res.rollout,
-                                        lambda i: (m.path, m.threads, seed * 1000 + i))
+                                        lambda i: (m, m.threads, seed * 1000 + i))
             self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
-                                             lambda i: (m.path, m.threads, cfg.rubric, metadata, seed, cfg.reward))
+                                             lambda i: (m, m.threads, cfg.rubric, metadata, seed, cfg.reward))
             if train:
                 self._join_collective()
             self._pids: dict[str, int] = {}

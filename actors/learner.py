@@ -21,11 +21,11 @@ TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how 
 
 @ray.remote
 class LearnerActor(Checkpointed):
-    def __init__(self, model_path: str, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
+    def __init__(self, model, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
                  rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo"):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = JanusAdapter.from_pretrained(model_path)
+        self.a = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
         self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world)

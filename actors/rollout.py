@@ -18,13 +18,13 @@ from rollout.batch import RolloutBatch
 
 @ray.remote
 class RolloutActor(Checkpointed):
-    def __init__(self, model_path: str, threads: int, seed: int):
+    def __init__(self, model, threads: int, seed: int):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = JanusAdapter.from_pretrained(model_path)
+        self.a = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)
         self.a.model.requires_grad_(False)  # sampling only (MILR's gradients go to its latents, not the weights)
         self.params = [p for _, p in generator_parameters(self.a.model)]
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = self.a.generator(seed)
         self.version, self.groups = 0, None
 
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
@@ -43,13 +43,14 @@ class RolloutActor(Checkpointed):
     def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:
         t0 = time.perf_counter()
         out = self.a.sample(prompts, group_size, guidance, temperature, self.gen)
-        return RolloutBatch([p for p in prompts for _ in range(group_size)], out.tokens, out.logprobs, out.images,
+        # the object store carries host tensors: a GPU tensor in a batch would pin this actor's device memory
+        return RolloutBatch([p for p in prompts for _ in range(group_size)], out.tokens.cpu(), out.logprobs.cpu(), out.images,
                             self.version, group_size, time.perf_counter() - t0)
 
     def grid(self, prompts: list[str], per_prompt: int, guidance: float, temperature: float, seed: int):
         """Images of fixed prompts drawn with fixed noise (the same every call: what changes is the weights);
         returns (images, weight version)."""
-        out = self.a.sample(prompts, per_prompt, guidance, temperature, torch.Generator().manual_seed(seed))
+        out = self.a.sample(prompts, per_prompt, guidance, temperature, self.a.generator(seed))
         return out.images, self.version
 
     def milr(self, prompts: list[str], settings, introspector, guidance: float, temperature: float) -> list:

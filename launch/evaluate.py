@@ -72,13 +72,13 @@ def load_prompts(split: str) -> list[dict]:
     return metas
 
 
-def load_adapter(checkpoint: str) -> JanusAdapter:
+def load_adapter(checkpoint: str, device: str = "auto") -> JanusAdapter:
     path = Path(checkpoint)
     if not (path / "config.json").is_file():
         raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json "
                         f"(the embedded model is {DEFAULT_CHECKPOINT})")
     try:
-        return JanusAdapter.from_pretrained(path)
+        return JanusAdapter.from_pretrained(path, device=device)
     except Exception as e:  # a user's directory: any failure to read it (truncated weights, bad JSON) is theirs
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"checkpoint {checkpoint!r} could not be loaded ({type(e).__name__}: {first})") from None

@@ -25,6 +25,7 @@ if not os.environ.get("RAY_ADDRESS") and not any(a.startswith("run.ray_address="
 
 import numpy as np
 import ray
+import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -37,6 +38,7 @@ from launch.recovery import Recovery
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 from learners import checkpoint
+from models.janus import resolve_dtype
 from rewards.judges import JUDGES
 from rollout.health import Guard
 from rollout.health import add as add_health
@@ -53,8 +55,13 @@ FLOORS = [("trainer.steps", 0, "0: evaluate only"), ("rollout.group_size", 2, "G
 
 def check(cfg):
     """Every user error in the config that can be seen before a cluster starts, as one line; returns the model
-    adapter (loaded once here, so a missing or broken checkpoint fails in one line)."""
-    adapter = load_adapter(cfg.model.path)
+    adapter's structure (checked once here, weights unread, so a missing or broken checkpoint fails in one line;
+    a 7B model is not loaded into the driver)."""
+    adapter = load_adapter(cfg.model.path, device="meta")
+    try:
+        resolve_dtype(cfg.model.dtype, torch.device("cpu"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     for key, floor, why in FLOORS:
         value = OmegaConf.select(cfg, key)
         if value < floor:
@@ -86,8 +93,12 @@ def check_reward(cfg) -> None:
         raise UserError(f"trainer.algorithm {cfg.trainer.algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
     if cfg.trainer.algorithm == "srum" and r.judge != "srum":
         raise UserError("trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum")
-    if r.model_path:
-        load_adapter(r.model_path)
+    if r.backend not in ("transformers", "vllm"):
+        raise UserError(f"reward.backend {r.backend!r} is not one of: transformers, vllm")
+    if r.backend == "vllm":
+        check_vllm(r)
+    elif r.model_path:
+        load_adapter(r.model_path, device="meta")
     if r.judge == "vqa_rubric":
         from models.git import GitVQA
         if not r.vqa_path:
@@ -99,6 +110,19 @@ def check_reward(cfg) -> None:
                             f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
     if r.judge == "server" and not r.server.startswith(("tcp://", "ipc://")):
         raise UserError(f"reward.judge=server needs reward.server=tcp://host:port, got {r.server!r}")
+
+
+def check_vllm(r) -> None:
+    from models.vllm_introspector import VLLMUnavailable, require_vllm
+    if r.judge not in ("rubric", "srum"):
+        raise UserError(f"reward.backend=vllm writes and answers rubrics: it serves reward.judge=rubric or srum, "
+                        f"not {r.judge}")
+    if not r.model_path:
+        raise UserError("reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves (e.g. Qwen2.5-VL)")
+    try:
+        require_vllm(need_gpu=False)  # the driver may have no GPU; the introspector's actor checks for one
+    except VLLMUnavailable as e:
+        raise UserError(str(e)) from None
 
 
 def check_prompts(adapter, metas: list[dict], where: str, max_new_tokens: int) -> None:

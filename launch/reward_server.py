@@ -67,7 +67,7 @@ def rubric_judge(model_path: str, threads: int):
 
     torch.set_num_threads(threads)
     adapter = load_adapter(model_path)
-    judge = RubricJudge(RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0))), adapter)
+    judge = RubricJudge(RubricBook(model_writer(adapter, 96, adapter.generator(0))), adapter)
     side = adapter.model.config.vision_config.image_size
     size = (side, side, 3)
 

@@ -72,7 +72,8 @@ class GRPOTrainer:
 
     def loss(self, logp, idx, batch: RolloutBatch, judged: Judgement, adv: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Eq. 7 on one minibatch: clipped ratio to the sampling policy, k3 KL to the frozen reference."""
-        loss, s = grpo_loss(logp, batch.logprobs[idx], judged.ref_logprobs[idx], adv[idx],
+        on = lambda t: t[idx].to(logp.device)  # batches travel on the host; the policy may be on a GPU
+        loss, s = grpo_loss(logp, on(batch.logprobs), on(judged.ref_logprobs), on(adv),
                             clip_low=self.cfg.clip_low, clip_high=self.cfg.clip_high, beta=self.cfg.beta,
                             aggregation=self.cfg.aggregation)
         return loss, asdict(s)

@@ -24,7 +24,8 @@ class SRUMTrainer(GRPOTrainer):
                        "reward_map_negative": float((judged.reward_maps < 0).float().mean())}
 
     def loss(self, logp, idx, batch: RolloutBatch, judged: Judgement, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        loss = token_loss(logp, alpha[idx], torch.nan_to_num(judged.reward_maps[idx], nan=0.0), self.lambda_c)
+        on = lambda t: t[idx].to(logp.device)  # batches travel on the host; the policy may be on a GPU
+        loss = token_loss(logp, on(alpha), torch.nan_to_num(on(judged.reward_maps), nan=0.0), self.lambda_c)
         with torch.no_grad():  # reported, not trained on: how far the policy drifted from the frozen reference
-            kl = float(k3_kl(logp, judged.ref_logprobs[idx]).mean())
+            kl = float(k3_kl(logp, on(judged.ref_logprobs)).mean())
         return loss, {"loss": float(loss), "kl": kl, "alpha_mean": float(alpha[idx].mean())}

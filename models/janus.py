@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, JanusForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer, JanusForConditionalGeneration
 
-ADAPTER_FILE = "meta_ttrl.json"
+from models.janus_formats import ADAPTER_FILE, load_format
 
 
 @dataclass
@@ -62,38 +62,94 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
     return sorted(ids)
 
 
+def resolve_device(device: str) -> torch.device:
+    """auto: the GPU Ray gave this actor (CUDA_VISIBLE_DEVICES), else the CPU."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """auto: bfloat16 on GPU (Janus-Pro's training precision), float32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"unknown model dtype {dtype!r}; valid: auto, float32, bfloat16, float16")
+    return getattr(torch, dtype)
+
+
+def check_janus_dir(path: Path) -> None:
+    """A clear error for a path that is not a Janus-layout Hugging Face directory."""
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no model at {path}: expected a Hugging Face directory with config.json")
+    try:
+        kind = AutoConfig.from_pretrained(path).model_type
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}/config.json is not a readable model config: {e}") from None
+    if kind != "janus":
+        raise ValueError(f"{path} holds a {kind!r} model; the janus adapter loads model_type 'janus' "
+                         f"(Janus-Pro converted to transformers, or the toy UMM)")
+    if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        raise FileNotFoundError(f"{path} has no safetensors weights (model.safetensors or its index); "
+                                f"pickled .bin weights are not loaded")
+    from safetensors import safe_open
+    for file in sorted(path.glob("*.safetensors")):
+        try:  # reads the header only: a truncated or foreign file fails here, not in every actor
+            with safe_open(file, "pt") as f:
+                f.keys()
+        except Exception as e:
+            raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
+
+
 class JanusAdapter:
-    def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str]):
-        self.model, self.tok, self.templates = model, tokenizer, templates
+    def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
+                 image_joiner: str = " "):
+        self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
         cfg = model.config
         self.n_image_tokens = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
         self.image_token = tokenizer.convert_ids_to_tokens(cfg.image_token_id)
         self.pad_id = tokenizer.pad_token_id
         self.yes_ids, self.no_ids = answer_token_ids(tokenizer, "yes"), answer_token_ids(tokenizer, "no")
+        # tokens of the generation template before the prompt's words (where MILR's text latents start)
+        self.prompt_offset = _first_difference(*(tokenizer(templates["generate"].format(prompt=w),
+                                                           add_special_tokens=False).input_ids for w in ("x", "y")))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype=torch.float32) -> "JanusAdapter":
+    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto") -> "JanusAdapter":
+        """A local Hugging Face directory (never the hub); prompt formats from its meta_ttrl.json, else
+        Janus-Pro's chat format. auto: GPU and bfloat16 where this process has a GPU, else CPU and float32.
+        device="meta": structure, tokenizer and formats without reading the weights (a driver's checks)."""
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no model at {path}: expected a Hugging Face directory with config.json")
-        # safetensors only: pickled .bin weights from an untrusted path could run code when loaded
-        model = JanusForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
+        check_janus_dir(path)
+        device = resolve_device(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        templates = json.loads((path / ADAPTER_FILE).read_text())["templates"]
-        return cls(model, tokenizer, templates)
+        fmt = load_format(path, tokenizer)
+        if device.type == "meta":
+            with torch.device("meta"):
+                model = JanusForConditionalGeneration(AutoConfig.from_pretrained(path)).eval()
+            return cls(model, tokenizer, fmt["templates"], fmt["image_joiner"])
+        # safetensors only: pickled .bin weights from an untrusted path could run code when loaded
+        model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype, device),
+                                                              use_safetensors=True).to(device).eval()
+        return cls(model, tokenizer, fmt["templates"], fmt["image_joiner"])
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
         self.tok.save_pretrained(path)
-        (Path(path) / ADAPTER_FILE).write_text(json.dumps({"templates": self.templates}, indent=1))
+        fmt = {"templates": self.templates, "image_joiner": self.image_joiner}
+        (Path(path) / ADAPTER_FILE).write_text(json.dumps(fmt, indent=1))
 
     @property
     def device(self):
         return self.model.device
 
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded generator on the model's device (sampling on a GPU needs a GPU generator)."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     # ---- text helpers -------------------------------------------------------------------------------
     def _fill(self, name: str, **kw) -> str:
-        kw.setdefault("image", " ".join([self.image_token] * self.n_image_tokens))
+        kw.setdefault("image", self.image_joiner.join([self.image_token] * self.n_image_tokens))
         return self.templates[name].format(**kw)
 
     def _batch(self, texts: list[str], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,12 +205,12 @@ class JanusAdapter:
 
     def _embed_prompts(self, ids: torch.Tensor, mask: torch.Tensor, text_shift: torch.Tensor | None) -> torch.Tensor:
         """Input embeddings; the first rows (as many as `text_shift` has) get it added at their first prompt
-        tokens (right after BOS of the left-padded row, never on BOI)."""
+        tokens (right after the template's prefix in the left-padded row, never on the last token, BOI)."""
         embeds = self.model.get_input_embeddings()(ids)
         if text_shift is None:
             return embeds
         rows, n = text_shift.shape[:2]
-        pos = mask[:rows].argmax(1, keepdim=True) + 1 + torch.arange(n, device=ids.device)
+        pos = mask[:rows].argmax(1, keepdim=True) + self.prompt_offset + torch.arange(n, device=ids.device)
         fits = pos < ids.shape[1] - 1
         r = torch.arange(rows, device=ids.device)[:, None].expand(rows, n)
         offsets = torch.zeros_like(embeds).index_put((r[fits], pos[fits]), text_shift[fits].to(embeds.dtype))
@@ -184,6 +240,7 @@ class JanusAdapter:
 
     @staticmethod
     def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance: float, temperature: float) -> torch.Tensor:
+        cond, uncond = cond.float(), uncond.float()  # bf16 logits would round the log-probs of the ratio
         return torch.log_softmax((uncond + guidance * (cond - uncond)) / temperature, dim=-1)
 
     def image_logprobs(self, prompts: list[str], image_tokens: torch.Tensor, guidance: float,
@@ -191,6 +248,7 @@ class JanusAdapter:
         """Teacher-forced per-token log-probs under the guided distribution that sampled them (with grad, also
         with respect to a MILR `shift` of the conditional rows)."""
         ids, uncond, mask = self.generation_prompts(prompts)
+        image_tokens = image_tokens.to(self.device)
         both = self.image_logits(torch.cat([ids, uncond]), torch.cat([mask, mask]), image_tokens.repeat(2, 1),
                                  shift)
         cond_l, uncond_l = both.chunk(2)
@@ -230,13 +288,17 @@ class JanusAdapter:
     @torch.no_grad()
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """VQ round trip: uint8 images -> image tokens -> uint8 images."""
-        codes = self.model.model.vqmodel.encode(to_pixels(images).to(self.device)).image_tokens
+        pixels = to_pixels(images).to(self.device, self.model.dtype)
+        codes = self.model.model.vqmodel.encode(pixels).image_tokens
         return self.decode(codes.view(len(images), -1))
 
     # ---- understanding ------------------------------------------------------------------------------
     def image_features(self, images: np.ndarray) -> torch.Tensor:
         """Vision features once per image: (N, n_image_tokens, hidden)."""
         pixels = to_pixels(images).to(self.device, self.model.dtype)
+        size = self.model.config.vision_config.image_size
+        if pixels.shape[-2:] != (size, size):  # e.g. a VQ decoder whose output differs from the encoder's input
+            pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
         return self.model.model.get_image_features(pixels).pooler_output
 
     def _understanding_hidden(self, texts: list[str], features: torch.Tensor):
@@ -293,6 +355,12 @@ class JanusAdapter:
         for row in torch.stack(result, 1).tolist():
             texts.append(self.tok.decode(row[: row.index(eos)] if eos in row else row, skip_special_tokens=True))
         return texts
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    """Index of the first token where two tokenisations differ (a BPE merges a prompt's first word with the
+    space before it, so the prefix cannot be tokenised alone)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _new_cache():

@@ -36,7 +36,9 @@ ROWS = [  # (overrides, message)
     (["trainer.steps=many"], "bad config value: Value 'many' of type 'str' could not be converted to Integer"),
     (["trainer.steps"], "override 'trainer.steps' is not key=value"),
     (["model.path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),
-    (["model.path={broken}"], "could not be loaded (SafetensorError"),
+    (["model.path={broken}"], "could not be loaded (ValueError: {broken}/model.safetensors is not a readable "
+                              "safetensors file"),
+    (["model.dtype=int8"], "unknown model dtype 'int8'; valid: auto, float32, bfloat16, float16"),
     (["data.split=/nope.jsonl"], "split '/nope.jsonl' is neither a built-in split (train, test, heldout) nor a file"),
     (["data.split={tmp}/empty.jsonl"], "empty.jsonl' has no prompts"),
     (["data.split={tmp}/bad.jsonl"], "bad.jsonl: line 2 is not valid JSON"),
@@ -55,6 +57,11 @@ ROWS = [  # (overrides, message)
     (["reward.judge=vqa_rubric", "reward.vqa_path={broken}"], "reward.vqa_path '{broken}' could not be loaded as a "
                                                               "GIT model"),
     (["reward.judge=server", "reward.server=localhost:5555"], "reward.judge=server needs reward.server=tcp://"),
+    (["reward.backend=tgi"], "reward.backend 'tgi' is not one of: transformers, vllm"),
+    (["reward.backend=vllm"], "reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves"),
+    (["reward.backend=vllm", "reward.judge=gvu"], "reward.backend=vllm writes and answers rubrics: it serves "
+                                                  "reward.judge=rubric or srum, not gvu"),
+    (["reward.backend=vllm", "reward.model_path={tmp}"], "reward.backend=vllm needs the vllm extra"),
 ]
 
 

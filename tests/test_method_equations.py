@@ -97,3 +97,10 @@ def test_srum_trainer_weights_by_the_global_score_and_drops_nan_rewards():
     assert torch.allclose(alpha, torch.tensor([0.25, 0.0, 1.0])) and info["reward_map_negative"] == 0
     with pytest.raises(ValueError, match="reward.judge=srum"):
         SRUMTrainer.sample_weights(SimpleNamespace(), None, Judgement(torch.zeros(3), torch.zeros(3, 4)))
+
+
+def test_ranking_auc_by_hand():
+    from toyworld.evaluation import ranking_auc
+    # pairs (true, false): (0.9, 0.2) win, (0.9, 0.9) tie, (0.5, 0.2) win, (0.5, 0.9) loss -> (2 + 0.5) / 4
+    assert ranking_auc([0.9, 0.5], [0.2, 0.9]) == 0.625
+    assert math.isnan(ranking_auc([], [0.1]))

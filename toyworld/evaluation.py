@@ -26,7 +26,7 @@ def tag_table(correct_by_tag: dict[str, list[bool]]) -> dict:
 @torch.no_grad()
 def generation_score(adapter: JanusAdapter, metas: list[dict], samples_per_prompt: int = 4, guidance: float = 3.0,
                      temperature: float = 1.0, seed: int = 0, batch_prompts: int = 16) -> dict:
-    gen = torch.Generator().manual_seed(seed)
+    gen = adapter.generator(seed)
     by_tag = defaultdict(list)
     for start in range(0, len(metas), batch_prompts):
         chunk = metas[start: start + batch_prompts]
@@ -43,6 +43,7 @@ def understanding_accuracy(adapter: JanusAdapter, metas: list[dict], questions_p
     """Yes/no accuracy on ground-truth renders of the prompts: balanced answers, per question kind."""
     rng = random.Random(seed)
     hits, negatives, hard = defaultdict(list), 0, 0
+    scored = defaultdict(lambda: {"yes": [], "no": []})  # Eq. 5 yes-score by kind and true answer
     for start in range(0, len(metas), batch_images):
         scenes = [scene_for(m, rng) for m in metas[start: start + batch_images]]
         images = np.stack([render(o) for o in scenes])
@@ -59,13 +60,24 @@ def understanding_accuracy(adapter: JanusAdapter, metas: list[dict], questions_p
         for q, p in zip(qs, probs):
             said = "yes" if p[0] >= p[1] else "no"
             hits[q.kind].append(said == q.answer)
+            scored[q.kind][q.answer].append(float(p[0] / (p[0] + p[1])))
             if q.answer == "no":
                 negatives += 1
                 hard += q.hard
     per_kind = {k: float(np.mean(v)) for k, v in hits.items()}
     all_hits = [h for v in hits.values() for h in v]
     return {"overall": float(np.mean(all_hits)), "per_kind": per_kind, "n_questions": len(all_hits),
-            "hard_negative_fraction": hard / max(negatives, 1), "negative_fraction": negatives / max(len(all_hits), 1)}
+            "hard_negative_fraction": hard / max(negatives, 1), "negative_fraction": negatives / max(len(all_hits), 1),
+            "auc_per_kind": {k: ranking_auc(v["yes"], v["no"]) for k, v in scored.items()}}
+
+
+def ranking_auc(positive: list[float], negative: list[float]) -> float:
+    """P(score of a true statement > score of a false one), ties count half: what a GRPO judge needs (it only
+    ranks a group's images), unlike accuracy at a 0.5 threshold. NaN if either side is empty."""
+    if not positive or not negative:
+        return float("nan")
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None]
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
 
 
 @torch.no_grad()

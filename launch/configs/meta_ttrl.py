@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class ModelConfig:
     path: str = str(ROOT / "models" / "toy_umm")
     threads: int = 1  # torch CPU threads per actor
+    dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
 
 
 @dataclass
@@ -55,6 +56,10 @@ class RewardConfig:
     server_method: str = "rubric"
     server_secret_env: str = "META_TTRL_REWARD_SECRET"  # environment variable holding the HMAC secret ("" = none)
     server_timeout_s: float = 60.0
+    # transformers (in-process, any device) | vllm (GPU only, `meta-ttrl[vllm]`): writes and answers rubrics with a
+    # vLLM engine over reward.model_path (a VLM vLLM serves, e.g. Qwen2.5-VL); judges rubric / srum
+    backend: str = "transformers"
+    vllm_gpu_memory: float = 0.4  # fraction of the introspector's GPU the vLLM engine may take
 
 
 @dataclass

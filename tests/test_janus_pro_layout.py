@@ -1,0 +1,102 @@
+"""Janus-Pro's structure through the one Janus adapter (issue 4): a tiny random model with Janus-Pro's token layout
+(DeepSeek chat format, byte-level BPE, <begin_of_image> + 576 image tokens at 384 px), saved in Hugging Face
+layout with no meta_ttrl.json (as a converted Janus-Pro checkpoint is) and loaded with `model.path=`."""
+import json
+
+import pytest
+import torch
+
+from models import janus_pro_like
+from models.janus import JanusAdapter
+from rewards.scoring import question_scores
+
+PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]
+
+
+@pytest.fixture(scope="module")
+def janus_pro_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("janus_pro_tiny")
+    model, tok = janus_pro_like.build(seed=0)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapter(janus_pro_dir):
+    return JanusAdapter.from_pretrained(janus_pro_dir)
+
+
+def test_loads_with_janus_pro_chat_format_and_layout(adapter):
+    assert adapter.n_image_tokens == 576 and adapter.image_joiner == ""
+    assert adapter.model.dtype == torch.float32 and adapter.device.type == "cpu"  # auto on a CPU machine
+    ids, uncond, mask = adapter.generation_prompts(PROMPTS[:1])
+    words = adapter.tok.convert_ids_to_tokens(ids[0][mask[0].bool()])
+    assert words[:2] == [janus_pro_like.BOS, "<|User|>"] and words[-3:] == ["<|Assistant|>", ":", janus_pro_like.BOI]
+    kept = adapter.tok.convert_ids_to_tokens(uncond[0][mask[0].bool()])
+    assert kept[0] == janus_pro_like.BOS and kept[-1] == janus_pro_like.BOI
+    assert set(kept[1:-1]) == {janus_pro_like.PAD}  # CFG's unconditional row, as Janus builds it
+    assert adapter.tok.convert_ids_to_tokens(ids[0][mask[0].bool()][adapter.prompt_offset].item()) == "Ġa"
+
+
+def test_sampling_576_tokens_matches_teacher_forcing_and_answers_are_normalised(adapter):
+    out = adapter.sample(PROMPTS, n=1, guidance=5.0, temperature=1.0, generator=adapter.generator(0))
+    assert out.tokens.shape == (2, 576) and out.images.shape == (2, 384, 384, 3)
+    with torch.no_grad():
+        forced = adapter.image_logprobs(PROMPTS, out.tokens, 5.0, 1.0)
+    assert (forced - out.logprobs).abs().max() <= 1e-4
+    with torch.no_grad():
+        yes_no = adapter.answer_probs(out.images, ["is there a circle?", "is there a square?"])
+    assert (yes_no > 0).all() and (yes_no.sum(-1) <= 1 + 1e-6).all()
+    s_yes = question_scores(yes_no, torch.tensor([True, True]))
+    s_no = question_scores(yes_no, torch.tensor([False, False]))
+    assert torch.allclose(s_yes + s_no, torch.ones(2))  # Eq. 5 normalises over {Yes, No}
+    caption = adapter.prompt_logprobs(out.images[:1], PROMPTS[:1])[0]
+    assert len(caption) == len(adapter.tok(" " + PROMPTS[0], add_special_tokens=False).input_ids)
+
+
+def test_two_step_meta_ttrl_job_on_the_janus_pro_layout(ray_local, janus_pro_dir, tmp_path):
+    """GRPO changes the weights and the sync makes every rollout actor hold them, at Janus-Pro's token layout."""
+    from actors.job import MetaTTRLJob
+    from launch.cli import parse_config
+    from launch.configs.meta_ttrl import MetaTTRLConfig
+    from toyworld.prompts import load_split
+
+    metas = load_split("test")[:2]
+    cfg = parse_config(MetaTTRLConfig, [f"model.path={janus_pro_dir}", "rollout.actors=2", "rollout.group_size=2",
+                                        "data.prompts_per_step=2", "grpo.lr=1e-2", "rubric.max_new_tokens=8"], "test")
+    job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas})
+    try:
+        before = ray_local.get(job.rollouts[1].weights.remote())
+        for step in (1, 2):
+            parts = job.rollout([m["prompt"] for m in metas])
+            stats = job.update(parts, job.judge(parts))
+            assert stats["version"] == step and stats["updates"] >= 1
+        learner = ray_local.get(job.learners[0].weights.remote())
+        assert any(not torch.equal(before[n], learner[n]) for n in learner)
+        for rollout in job.rollouts:
+            held = ray_local.get(rollout.weights.remote())
+            assert all(torch.equal(held[n], learner[n]) for n in learner)
+    finally:
+        job.shutdown()
+
+
+def test_bad_model_directories_say_what_is_wrong(tmp_path, janus_pro_dir, tiny_adapter):
+    with pytest.raises(FileNotFoundError, match="no model at .*config.json"):
+        JanusAdapter.from_pretrained(tmp_path / "missing")
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match="holds a 'llama' model; the janus adapter loads model_type 'janus'"):
+        JanusAdapter.from_pretrained(llama)
+    toy = tmp_path / "toy"
+    tiny_adapter.save_pretrained(toy)
+    (toy / "meta_ttrl.json").write_text("{not json")
+    with pytest.raises(ValueError, match="meta_ttrl.json is not a prompt format"):
+        JanusAdapter.from_pretrained(toy)
+    (toy / "meta_ttrl.json").unlink()  # the toy tokenizer has none of Janus-Pro's chat tokens
+    with pytest.raises(ValueError, match="it is not Janus-Pro's; put a meta_ttrl.json"):
+        JanusAdapter.from_pretrained(toy)
+    (toy / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no safetensors weights"):
+        JanusAdapter.from_pretrained(toy)
