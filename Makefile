@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip $(QUIET)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(QUIET)
-	$(PY) -m pip install -q -e ".[dev]" $(QUIET)
-	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, toyworld, models"
+	# deepspeed ships as a source package: built against the venv's torch (isolation would fetch a CUDA torch)
+	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.15" $(QUIET)
+	$(PY) -m pip install -q -e ".[dev,deepspeed]" $(QUIET)
+	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, deepspeed, toyworld, models"
 	touch $(STAMP)
 
 install: $(STAMP)

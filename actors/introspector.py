@@ -10,7 +10,7 @@ import torch
 
 from actors.checkpointed import Checkpointed
 from learners.state import State, load_rng_state, merge, rng_state
-from models.janus import JanusAdapter
+from models.loading import load_adapter
 from rewards.introspection import RubricBook
 from rewards.judges import build_judge, model_writer
 from rewards.rubric import RubricItem
@@ -18,7 +18,7 @@ from rollout.batch import Judgement, RolloutBatch
 from rollout.health import batch_health
 
 
-def judge_model(reward_cfg, dtype: str, policy: JanusAdapter):
+def judge_model(reward_cfg, dtype: str, policy):
     """The model that writes and answers rubrics: the policy's own frozen copy (Meta-TTRL), an external one
     (E-TTRL: reward.model_path), or a vLLM engine over one (reward.backend=vllm, GPU only)."""
     if reward_cfg.backend == "vllm":
@@ -26,8 +26,8 @@ def judge_model(reward_cfg, dtype: str, policy: JanusAdapter):
         return VLLMIntrospector.from_pretrained(reward_cfg.model_path, reward_cfg.vllm_gpu_memory)
     if not reward_cfg.model_path:
         return policy
-    external = JanusAdapter.from_pretrained(reward_cfg.model_path, dtype=dtype)
-    external.model.requires_grad_(False)
+    external = load_adapter(reward_cfg.model_path, dtype=dtype)
+    external.freeze()
     return external
 
 
@@ -35,8 +35,8 @@ def judge_model(reward_cfg, dtype: str, policy: JanusAdapter):
 class IntrospectorActor(Checkpointed):
     def __init__(self, model, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg):
         torch.set_num_threads(threads)
-        self.ref = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)  # the frozen policy: the KL term's reference
-        self.ref.model.requires_grad_(False)
+        self.ref = load_adapter(model.path, dtype=model.dtype)  # the frozen policy: the KL term's reference
+        self.ref.freeze()
         self.a = judge_model(reward_cfg, model.dtype, self.ref)
         self.gen = self.ref.generator(seed)
         writer = model_writer(self.a, rubric_cfg.max_new_tokens, self.gen)

@@ -39,7 +39,8 @@ class MetaTTRLJob:
 
         def learner_args(i):
             return (m, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
-                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm)
+                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm, tr.strategy,
+                    tr.zero_stage)
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
         try:  # a role that cannot be placed frees the roles placed before it

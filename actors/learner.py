@@ -9,11 +9,11 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.grpo_trainer import GRPOTrainer, generator_state
+from learners.grpo_trainer import GRPOTrainer
 from learners.srum_trainer import SRUMTrainer
 from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
-from models.janus import JanusAdapter
+from models.loading import load_adapter
 from rollout.batch import Judgement, RolloutBatch, split_stale
 
 TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how judgements become updates
@@ -22,13 +22,15 @@ TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how 
 @ray.remote
 class LearnerActor(Checkpointed):
     def __init__(self, model, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
-                 rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo"):
+                 rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo",
+                 strategy: str = "torch", zero_stage: int = 2):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)
+        self.a = load_adapter(model.path, dtype=model.dtype)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
-        self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world)
+        self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world,
+                                           strategy, zero_stage)
 
     def address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), weight_sync.free_port()
@@ -36,6 +38,7 @@ class LearnerActor(Checkpointed):
     def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
         weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
+        self.trainer.optim.attach(self.groups, self.a.module)
 
     def _allreduce(self, params):
         weight_sync.allreduce_gradients(params, self.groups, self.world, self.bucket_bytes)
@@ -60,12 +63,13 @@ class LearnerActor(Checkpointed):
 
     def broadcast(self) -> tuple[int, int]:
         """Send the weights; returns (version, checksum) for the receivers to be checked against."""
-        version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
-                                                self.a.device)
-        return version, weight_sync.fingerprint(self.trainer.params)
+        with self.trainer.optim.full_weights():
+            version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
+                                                    self.a.device)
+            return version, weight_sync.fingerprint(self.trainer.params)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return generator_state(self.a.model)
+        return self.a.weights()
 
     def state(self) -> State:
         """This rank's part of a checkpoint: policy, optimizer, scheduler, RNG states, version, counters."""

@@ -8,10 +8,9 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.grpo_trainer import generator_parameters, generator_state
 from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
-from models.janus import JanusAdapter
+from models.loading import load_adapter
 from rollout import milr
 from rollout.batch import RolloutBatch
 
@@ -21,9 +20,9 @@ class RolloutActor(Checkpointed):
     def __init__(self, model, threads: int, seed: int):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = JanusAdapter.from_pretrained(model.path, dtype=model.dtype)
-        self.a.model.requires_grad_(False)  # sampling only (MILR's gradients go to its latents, not the weights)
-        self.params = [p for _, p in generator_parameters(self.a.model)]
+        self.a = load_adapter(model.path, dtype=model.dtype)
+        self.a.freeze()  # sampling only (MILR's gradients go to its latents, not the weights)
+        self.params = [p for _, p in self.a.trainable_parameters()]
         self.gen = self.a.generator(seed)
         self.version, self.groups = 0, None
 
@@ -70,7 +69,7 @@ class RolloutActor(Checkpointed):
         load_rng_state(state, self.gen)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return generator_state(self.a.model)
+        return self.a.weights()
 
     def evaluate(self, metas: list[dict], samples: int, guidance: float, temperature: float, seed: int) -> dict:
         from toyworld.evaluation import generation_score

@@ -111,17 +111,26 @@ class Groups:
     rank: int
     learners: object  # process group of the learner ranks
     sync: object  # learner 0 + rollout ranks
+    own: object = None  # this rank alone (DeepSpeed's model-parallel group: there is no model parallelism)
+    backend: str = "gloo"
+
+    def buffer_device(self, device: torch.device) -> torch.device:
+        """Where flat buffers live: on the GPU for NCCL, on the host for gloo (also when the weights are on a GPU,
+        e.g. several roles sharing one GPU, which NCCL refuses)."""
+        return device if self.backend == "nccl" else torch.device("cpu")
 
 
 def join(rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str,
          timeout_s: float = 300) -> Groups:
     """Join the job's process group (every weight holder calls this at once) and build both subgroups."""
     world = n_learners + n_rollouts
-    dist.init_process_group(resolve_backend(backend), init_method=f"tcp://{address}:{port}", rank=rank,
+    backend = resolve_backend(backend)
+    dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=timeout_s))
     learners = dist.new_group(list(range(n_learners)))
     sync = dist.new_group([0] + list(range(n_learners, world)))
-    return Groups(rank, learners, sync)
+    singles = [dist.new_group([r]) for r in range(world)]  # every rank must take part in creating each group
+    return Groups(rank, learners, sync, singles[rank], backend)
 
 
 def leave() -> None:
@@ -134,6 +143,7 @@ def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, 
                       device: torch.device) -> int:
     """Learner 0 sends, rollouts receive in place; returns the version now held. The learner ranks 1..K-1 are
     not in the sync group and never call this."""
+    device = groups.buffer_device(device)
     header = torch.tensor([version], dtype=torch.int64, device=device)
     dist.broadcast(header, src=0, group=groups.sync)
     for bucket in buckets_of(params, bucket_bytes):
@@ -155,7 +165,7 @@ def allreduce_gradients(params: list[torch.Tensor], groups: Groups, world: int, 
     grads_all = [p.grad for p in params if p.grad is not None]
     for bucket in buckets_of(grads_all, bucket_bytes):
         grads = [grads_all[i] for i in bucket]
-        flat = flatten(grads)
+        flat = flatten(grads).to(groups.buffer_device(grads[0].device))
         dist.all_reduce(flat, group=groups.learners)
         flat /= world
         for g, new in zip(grads, unflatten(flat, grads)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -35,9 +36,19 @@ def usage(schema, prog: str, doc: str) -> str:
     return "\n".join(lines)
 
 
+def load_yaml(path: str):
+    if not Path(path).is_file():
+        raise UserError(f"config file {path!r} not found")
+    try:
+        return OmegaConf.load(path)
+    except Exception as e:  # the user's file: a YAML syntax error is theirs
+        raise UserError(f"config file {path!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str | None = None):
-    """Defaults of `schema`, then the YAML file `saved` (a resumed run's config), then `key=value` overrides;
-    returns an OmegaConf object of that type."""
+    """Defaults of `schema`, then the YAML file `saved` (a resumed run's config), then the YAML files named by
+    `config=<file>` arguments (e.g. launch/configs/janus_pro_7b.yaml), then `key=value` overrides; returns an
+    OmegaConf object of that type."""
     if any(a in ("-h", "--help") for a in argv):
         print(usage(schema, prog, doc))
         raise SystemExit(0)
@@ -46,8 +57,10 @@ def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str |
     if bad:
         raise UserError(f"override {bad[0]!r} is not key=value; valid keys: {valid}")
     base = OmegaConf.structured(schema)
+    files = [a.split("=", 1)[1] for a in argv if a.startswith("config=")]
+    argv = [a for a in argv if not a.startswith("config=")]
     try:
-        layers = [OmegaConf.load(saved)] if saved else []
+        layers = ([OmegaConf.load(saved)] if saved else []) + [load_yaml(f) for f in files]
         return OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(argv))
     except ConfigKeyError as e:
         key = getattr(e, "full_key", None) or str(e).split("\n")[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from launch.cli import UserError, parse_config, run_main
-from models.janus import JanusAdapter
+from models import loading
 from toyworld.evaluation import generation_score
 from toyworld.prompts import SPLITS, TAGS, load_split
 from toyworld.scene import COLORS, SHAPES
@@ -72,13 +72,14 @@ def load_prompts(split: str) -> list[dict]:
     return metas
 
 
-def load_adapter(checkpoint: str, device: str = "auto") -> JanusAdapter:
+def load_adapter(checkpoint: str, device: str = "auto"):
     path = Path(checkpoint)
-    if not (path / "config.json").is_file():
-        raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json "
+    if not any((path / f).is_file() for f in ("config.json", "model_index.json")):
+        raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json (or a flow "
+                        f"model's model_index.json) "
                         f"(the embedded model is {DEFAULT_CHECKPOINT})")
     try:
-        return JanusAdapter.from_pretrained(path, device=device)
+        return loading.load_adapter(path, device=device)
     except Exception as e:  # a user's directory: any failure to read it (truncated weights, bad JSON) is theirs
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"checkpoint {checkpoint!r} could not be loaded ({type(e).__name__}: {first})") from None

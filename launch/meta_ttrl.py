@@ -72,6 +72,10 @@ def check(cfg):
     if cfg.sync.bucket_mb <= 0:
         raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
     check_reward(cfg)
+    if adapter.token_grid is None and cfg.reward.judge in ("srum", "gvu"):
+        raise UserError(f"reward.judge={cfg.reward.judge} needs a token-based generator (the Janus adapter); "
+                        f"{cfg.model.path} is a flow model: use rubric, vqa_rubric, oracle or server")
+    check_strategy(cfg.trainer)
     if cfg.rubric.source not in ("introspector", "metadata"):
         raise UserError(f"rubric.source {cfg.rubric.source!r} is not one of: introspector, metadata")
     wandb_mode(cfg.run.wandb)
@@ -110,6 +114,21 @@ def check_reward(cfg) -> None:
                             f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
     if r.judge == "server" and not r.server.startswith(("tcp://", "ipc://")):
         raise UserError(f"reward.judge=server needs reward.server=tcp://host:port, got {r.server!r}")
+
+
+def check_strategy(tr) -> None:
+    from learners.optim import STRATEGIES
+    if tr.strategy not in STRATEGIES:
+        raise UserError(f"trainer.strategy {tr.strategy!r} is not one of: {', '.join(STRATEGIES)}")
+    if tr.strategy == "deepspeed":
+        from learners.deepspeed_optim import ZERO_STAGES, require_deepspeed
+        if tr.zero_stage not in ZERO_STAGES:
+            raise UserError(f"trainer.zero_stage must be one of {ZERO_STAGES} (ZeRO-3 is not supported yet), "
+                            f"got {tr.zero_stage}")
+        try:
+            require_deepspeed()
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
 
 
 def check_vllm(r) -> None:

@@ -43,6 +43,10 @@ def check(cfg) -> None:
         raise UserError("milr.steps, milr.samples and prompts_per_call must be >= 1")
     if not (0 < s.lambda_t <= 1 and 0 < s.lambda_v <= 1) or s.lr <= 0:
         raise UserError("milr.lambda_t and milr.lambda_v are fractions in (0, 1]; milr.lr must be > 0")
+    from models.diffusion import is_flow_dir
+    if is_flow_dir(cfg.model.path):
+        raise UserError("MILR optimises a token model's latents (the Janus adapter); "
+                        f"{cfg.model.path} is a flow model")
 
 
 def search_all(job, metas: list[dict], cfg) -> dict:

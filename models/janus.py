@@ -20,6 +20,10 @@ from transformers import AutoConfig, AutoTokenizer, JanusForConditionalGeneratio
 from models.janus_formats import ADAPTER_FILE, load_format
 
 
+# The image-generation path of a Janus model: what test-time RL of the generator trains.
+GENERATOR_PREFIXES = ("model.language_model.", "model.generation_", "lm_head.")
+
+
 @dataclass
 class LatentShift:
     """MILR's optimised latents, as offsets for the conditional rows of a guided batch (one row per sequence):
@@ -142,6 +146,26 @@ class JanusAdapter:
     @property
     def device(self):
         return self.model.device
+
+    # ---- training protocol (shared with the diffusion adapter) ----------------------------------------
+    @property
+    def module(self) -> torch.nn.Module:
+        """The module a DeepSpeed engine wraps."""
+        return self.model
+
+    def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The generator's parameters: what GRPO trains and the weight sync sends."""
+        return [(n, p) for n, p in self.model.named_parameters() if n.startswith(GENERATOR_PREFIXES)]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the trainable weights (what a sync must make equal across roles)."""
+        return {n: p.detach().clone() for n, p in self.trainable_parameters()}
+
+    def freeze(self) -> None:
+        self.model.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
 
     def generator(self, seed: int) -> torch.Generator:
         """A seeded generator on the model's device (sampling on a GPU needs a GPU generator)."""

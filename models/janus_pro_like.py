@@ -26,16 +26,24 @@ def corpus() -> list[str]:
     return [" ".join(words), "Yes yes No no Answer yes or no. Describe the image in one sentence."] * 50
 
 
-def build_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
+def bpe_tokenizer(special: tuple[str, ...], vocab_size: int = 800, **roles) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained here on the toy world's words, with `special` tokens kept whole;
+    `roles` names bos/eos/pad tokens and extra attributes (e.g. image_token)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL), show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-                                   additional_special_tokens=list(SPECIAL[3:]),
-                                   extra_special_tokens={"image_token": IMAGE, "boi_token": BOI, "eoi_token": EOI})
+    named = {k: roles.pop(k) for k in ("bos_token", "eos_token", "pad_token") if k in roles}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=[t for t in special if t not in
+                                                                                   named.values()],
+                                   extra_special_tokens=roles, **named)
+
+
+def build_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
+    return bpe_tokenizer(SPECIAL, vocab_size, bos_token=BOS, eos_token=EOS, pad_token=PAD, image_token=IMAGE,
+                         boi_token=BOI, eoi_token=EOI)
 
 
 def janus_pro_config(vocab_size: int, image_token_id: int, hidden: int = 32, layers: int = 2, heads: int = 2,

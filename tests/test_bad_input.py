@@ -57,6 +57,10 @@ ROWS = [  # (overrides, message)
     (["reward.judge=vqa_rubric", "reward.vqa_path={broken}"], "reward.vqa_path '{broken}' could not be loaded as a "
                                                               "GIT model"),
     (["reward.judge=server", "reward.server=localhost:5555"], "reward.judge=server needs reward.server=tcp://"),
+    (["config=/nope.yaml"], "config file '/nope.yaml' not found"),
+    (["config={tmp}/bad.jsonl"], "is not valid YAML"),
+    (["trainer.strategy=fsdp"], "trainer.strategy 'fsdp' is not one of: torch, deepspeed"),
+    (["trainer.strategy=deepspeed", "trainer.zero_stage=3"], "trainer.zero_stage must be one of (1, 2)"),
     (["reward.backend=tgi"], "reward.backend 'tgi' is not one of: transformers, vllm"),
     (["reward.backend=vllm"], "reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves"),
     (["reward.backend=vllm", "reward.judge=gvu"], "reward.backend=vllm writes and answers rubrics: it serves "

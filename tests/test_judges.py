@@ -3,7 +3,6 @@ reward of the RL-leakage upper bound."""
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -86,13 +86,11 @@ def test_bad_config_is_one_clear_line(override, message, tmp_path):
         meta_ttrl.main(SHORT + [override, f"run.dir={tmp_path}"])
 
 
-def test_two_data_parallel_learners_stay_identical_over_gloo(ray_local):
-    with started_job(["trainer.learners=2"], 2) as (job, metas):
-        initial = ray_local.get(job.learners[0].weights.remote())
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs a GPU per rank (a GPU machine runs this)")
+def test_after_an_nccl_sync_every_rollout_actor_holds_the_learner_weights(ray_local):
+    gpus = ["resources.rollout.num_gpus=1", "resources.learner.num_gpus=1", "resources.introspector.num_gpus=0"]
+    with started_job(["sync.backend=nccl"] + gpus, 2) as (job, metas):
         parts = job.rollout([m["prompt"] for m in metas])
         job.update(parts, job.judge(parts))
-        first, second, rollout = ray_local.get([job.learners[0].weights.remote(), job.learners[1].weights.remote(),
-                                                job.rollouts[0].weights.remote()])
-        assert any(not torch.equal(initial[n], first[n]) for n in first)
-        # each rank trained on its own half; averaged gradients keep the ranks equal
-        assert all(torch.equal(first[n], second[n]) and torch.equal(first[n], rollout[n]) for n in first)
+        learner, held = ray_local.get([job.learners[0].weights.remote(), job.rollouts[0].weights.remote()])
+        assert all(torch.equal(held[n].cpu(), learner[n].cpu()) for n in learner)

@@ -28,19 +28,19 @@ def kill_when(metrics, plan: list[tuple[int, str]], errors: list) -> None:
 
 
 def test_killed_actors_restart_and_the_run_finishes_with_each_step_once(ray_local, tmp_path, capsys):
-    plan = [(1, "rollout-0"), (2, "introspector-0"), (5, "learner-0")]  # the learner after the step-4 checkpoint
+    plan = [(1, "rollout-0"), (2, "introspector-0"), (3, "learner-0")]  # the learner after the step-2 checkpoint
     errors: list = []
     killer = threading.Thread(target=kill_when, args=(tmp_path / "metrics.jsonl", plan, errors), daemon=True)
     killer.start()
-    meta_ttrl.main(SHORT + ["trainer.steps=7", "trainer.async_mode=true", "run.checkpoint_every=2",
+    meta_ttrl.main(SHORT + ["trainer.steps=5", "trainer.async_mode=true", "run.checkpoint_every=2",
                             "run.wandb=disabled", "data.heldout=", "run.grid_prompts=0", f"run.dir={tmp_path}"])
     killer.join(timeout=10)
     assert not errors and not killer.is_alive()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == list(range(7))
-    assert [m["version"] for m in lines] == list(range(1, 8))  # no step applied twice, none lost
+    assert [m["step"] for m in lines] == list(range(5))
+    assert [m["version"] for m in lines] == list(range(1, 6))  # no step applied twice, none lost
     assert lines[-1]["restarts"] == {"rollout": 1, "introspector": 1, "learner": 1}
     out = capsys.readouterr().out
     assert "rollout-0 restarted" in out and "introspector-0 restarted" in out and "learner-0 restarted" in out
-    assert "resumed from" in out and "step_000004" in out  # the learner's death rolled back to the checkpoint
-    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 7
+    assert "resumed from" in out and "step_000002" in out  # the learner's death rolled back to the checkpoint
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 5

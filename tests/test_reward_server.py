@@ -1,7 +1,6 @@
 """The reward server: loopback by default, HMAC beyond it, size limits, batching, a fuzz of >= 10,000 hostile
 frames, and 8 concurrent clients x 500 requests with nothing lost. Traffic stays on 127.0.0.1."""
 import random
-import threading
 import time
 
 import msgpack

@@ -75,17 +75,17 @@ def test_trainer_state_round_trips_through_a_checkpoint(tiny_adapter, tmp_path):
     trainer = GRPOTrainer(tiny_adapter, cfg, 3.0, 1.0, seed=0)
     p0 = trainer.params[0]
     p0.grad = torch.ones_like(p0)
-    trainer.opt.step(), trainer.sched.step()
+    trainer.optim.opt.step(), trainer.optim.sched.step()
     torch.randperm(5, generator=trainer.gen)
     checkpoint.save(tmp_path, 1, {"learner-0": trainer.state()}, keep=1)
-    expected = {"lr": trainer.sched.get_last_lr(), "perm": torch.randperm(9, generator=trainer.gen),
-                "avg": trainer.opt.state[p0]["exp_avg"].clone(), "w": p0.detach().clone()}
+    expected = {"lr": trainer.optim.sched.get_last_lr(), "perm": torch.randperm(9, generator=trainer.gen),
+                "avg": trainer.optim.opt.state[p0]["exp_avg"].clone(), "w": p0.detach().clone()}
     with torch.no_grad():
         p0.add_(1.0)
     trainer2 = GRPOTrainer(tiny_adapter, cfg, 3.0, 1.0, seed=123)
     trainer2.load_state(checkpoint.load(tmp_path / "step_000001")[1]["learner-0"])
-    assert torch.equal(trainer2.params[0], expected["w"]) and trainer2.sched.get_last_lr() == expected["lr"]
-    assert torch.equal(trainer2.opt.state[trainer2.params[0]]["exp_avg"], expected["avg"])
+    assert torch.equal(trainer2.params[0], expected["w"]) and trainer2.optim.sched.get_last_lr() == expected["lr"]
+    assert torch.equal(trainer2.optim.opt.state[trainer2.params[0]]["exp_avg"], expected["avg"])
     assert torch.equal(torch.randperm(9, generator=trainer2.gen), expected["perm"])
     assert expected["lr"][0] == pytest.approx(cfg.lr * 2 / 4)  # one step into a 3-step warm-up
 

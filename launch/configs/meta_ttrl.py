@@ -107,6 +107,8 @@ class TrainerConfig:
     async_mode: bool = True  # overlap rollout of step t+1 with the update of step t (false: strictly on-policy)
     max_staleness: int = 1  # async: samples at most this many weight versions old; the pipeline runs this far ahead
     learners: int = 1  # K data-parallel learner ranks
+    strategy: str = "torch"  # torch (AdamW, bucketed gradient all-reduce) | deepspeed (ZeRO over the learner ranks)
+    zero_stage: int = 2  # deepspeed: 1 (optimizer states sharded) or 2 (+ gradients)
     introspectors: int = 1
     max_actor_restarts: int = 3  # per actor: Ray restarts a dead actor this often; the driver brings it up to date
     max_recoveries: int = 5  # actor failures the run survives in all (a learner's death rolls back to a checkpoint)

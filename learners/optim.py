@@ -1,0 +1,65 @@
+"""How a learner rank turns a loss into a weight update (`trainer.strategy`), behind one small interface:
+`attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`, and
+`full_weights()` (a context in which every parameter is whole on this rank: what a weight broadcast reads).
+
+- torch: AdamW with linear warm-up; gradients averaged over the learner ranks by a bucketed all-reduce
+  (data parallelism over the job's own process group, DDP's algorithm without its wrapper).
+- deepspeed (learners/deepspeed_optim.py): ZeRO stage 1 or 2 over the learner ranks' subgroup.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from learners.state import State, load_optimizer_state, merge, optimizer_state
+
+
+def warmup_lambda(warmup_steps: int):
+    warmup = max(int(warmup_steps), 0)  # linear warm-up over optimiser steps, then constant
+    return lambda n: min(1.0, (n + 1) / (warmup + 1))
+
+
+class TorchOptim:
+    def __init__(self, params: list[torch.nn.Parameter], cfg, allreduce=lambda params: None):
+        self.params, self.cfg, self.allreduce = params, cfg, allreduce
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_lambda(cfg.warmup_steps))
+
+    def attach(self, groups, model) -> None:
+        pass  # gradients go through `allreduce`, which holds the groups itself
+
+    def step(self, loss: torch.Tensor) -> float:
+        self.opt.zero_grad()
+        loss.backward()
+        self.allreduce(self.params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        return float(grad_norm)
+
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+    def state(self) -> State:
+        return merge(optimizer_state(self.opt), ({}, {"scheduler": self.sched.state_dict()}))
+
+    def load_state(self, state: State) -> None:
+        load_optimizer_state(self.opt, state)
+        self.sched.load_state_dict(state[1]["scheduler"])
+
+    def full_weights(self):
+        return nullcontext()
+
+
+STRATEGIES = ("torch", "deepspeed")
+
+
+def build_optim(strategy: str, params, cfg, allreduce, zero_stage: int = 2):
+    if strategy == "torch":
+        return TorchOptim(params, cfg, allreduce)
+    if strategy == "deepspeed":
+        from learners.deepspeed_optim import DeepSpeedOptim
+        return DeepSpeedOptim(params, cfg, zero_stage)
+    raise ValueError(f"unknown trainer.strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")

@@ -1,0 +1,208 @@
+"""Diffusion adapter: a diffusers flow transformer (SD3-family call signature) sampled as an SDE with per-step
+Gaussian log-probs (models/flow_sde.py), CFG identical in sampling and in the teacher-forced log-prob, a
+configurable subset of trained steps, and VAE decoding.
+
+Prompts are encoded by the understanding model's text side (Qwen-Image's design: the VLM's last hidden states
+are the prompt embedding; pooled = their masked mean), through a `text_encoder(prompts) -> (states, mask)`.
+What `sample` returns as `tokens` is the SDE trajectory, (N, S + 1, C, h, w): the learner recomputes the trained
+steps' log-probs from it, exactly as the Janus adapter does from image tokens.
+
+On disk (diffusers pipeline layout): model_index.json, transformer/, vae/, text_encoder/ (the Qwen2.5-VL, with its
+tokenizer and image processor), and meta_ttrl.json {"backend": "flow", "flow": FlowSettings, "latent_channels",
+"latent_size"}. The understanding half of the protocol (rubric writing, Yes/No answers) is the VLM's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.flow_families import FAMILIES, VAES, SD3Family
+from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
+from models.janus import ImageSamples, resolve_device, resolve_dtype, to_uint8
+
+ADAPTER_FILE = "meta_ttrl.json"
+SUPPORTED_TRANSFORMERS = tuple(FAMILIES)  # the call signatures models/flow_families.py knows
+
+
+@dataclass
+class FlowSettings:
+    steps: int = 10  # denoising steps S
+    noise_level: float = 0.7  # Flow-GRPO's a
+    trained_steps: tuple[int, ...] | list[int] = ()  # step indices whose log-probs train the policy; () = all
+    shift: float = 3.0  # the flow-matching schedule's time shift (SD3: 3.0; Qwen-Image: exp(mu) of its resolution)
+    text_tokens: int = 128  # prompts are padded to this many tokens, so a prompt's velocity never depends on the
+    # other prompts of its batch (SD3's joint attention has no text mask): sampling and training batches differ
+
+
+def flow_schedule(steps: int, shift: float) -> list[float]:
+    """t_0 = 1 > t_1 > ... > t_S = 0 with the shifted schedule of diffusers' FlowMatchEulerDiscreteScheduler."""
+    t = torch.linspace(1.0, 0.0, steps + 1)
+    return (shift * t / (1 + (shift - 1) * t)).tolist()
+
+
+def is_flow_dir(path: Path) -> bool:
+    return (Path(path) / "model_index.json").is_file()
+
+
+def check_flow_dir(path: Path) -> tuple[dict, dict]:
+    """(model_index, meta) of a flow-model directory, or an error naming what is missing or unsupported."""
+    missing = [p for p in ("model_index.json", ADAPTER_FILE, "transformer", "vae", "text_encoder")
+               if not (path / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a meta-ttrl flow model: it lacks {missing} (diffusers pipeline "
+                                f"layout plus {ADAPTER_FILE} with the flow settings)")
+    index, meta = (json.loads((path / f).read_text()) for f in ("model_index.json", ADAPTER_FILE))
+    kind = (index.get("transformer") or [None, None])[1]
+    if kind not in SUPPORTED_TRANSFORMERS:
+        raise ValueError(f"{path}: transformer class {kind!r} is not supported yet; supported: "
+                         f"{', '.join(SUPPORTED_TRANSFORMERS)} (FLUX's call signature is not wired)")
+    return index, meta
+
+
+class DiffusionAdapter:
+    def __init__(self, transformer, vae, text_encoder, settings: FlowSettings, latent_channels: int,
+                 latent_size: int, understanding=None, family=None):
+        self.transformer, self.vae, self.encode_text = transformer, vae, text_encoder
+        self.family = family or FAMILIES.get(type(transformer).__name__, SD3Family())
+        self.understanding = understanding  # answers and writes rubrics (the VLM); None in pure-sampling uses
+        self.s, self.channels, self.size = settings, latent_channels, latent_size
+        self.t = flow_schedule(settings.steps, settings.shift)
+        self.t_cap = max(t for t in self.t if t < 1)
+        bad = [i for i in settings.trained_steps if not 0 <= i < settings.steps]
+        if bad:
+            raise ValueError(f"trained steps {bad} are outside 0..{settings.steps - 1}")
+        self.trained = list(settings.trained_steps) or list(range(settings.steps))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto") -> "DiffusionAdapter":
+        import diffusers
+
+        from models.qwen_vl import QwenVLUnderstanding
+        path = Path(path)
+        index, meta = check_flow_dir(path)
+        kind = index["transformer"][1]
+        transformer_cls, vae_cls = getattr(diffusers, kind), getattr(diffusers, VAES[kind])
+        settings, family = FlowSettings(**meta["flow"]), FAMILIES[kind]
+        device = resolve_device(device)
+        if device.type == "meta":  # a driver's check: configs only
+            with torch.device("meta"):
+                transformer = transformer_cls.from_config(transformer_cls.load_config(path / "transformer"))
+            return cls(transformer, None, None, settings, meta["latent_channels"], meta["latent_size"],
+                       QwenVLUnderstanding.shell(path / "text_encoder"), family)
+        dtype = resolve_dtype(dtype, device)
+        load = dict(torch_dtype=dtype, low_cpu_mem_usage=False)
+        transformer = transformer_cls.from_pretrained(path / "transformer", **load).to(device).eval()
+        vae = vae_cls.from_pretrained(path / "vae", **load).to(device).eval()
+        vlm = QwenVLUnderstanding.from_pretrained(path / "text_encoder", device, dtype)
+        encode = vlm.text_encoder(family.prompt_template, settings.text_tokens)
+        return cls(transformer, vae, encode, settings, meta["latent_channels"], meta["latent_size"], vlm, family)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.transformer.save_pretrained(path / "transformer")
+        self.vae.save_pretrained(path / "vae")
+        self.understanding.save_pretrained(path / "text_encoder")
+        index = {"_class_name": "MetaTTRLFlowPipeline", "transformer": ["diffusers", type(self.transformer).__name__],
+                 "vae": ["diffusers", type(self.vae).__name__],
+                 "text_encoder": ["transformers", type(self.understanding.model).__name__]}
+        (path / "model_index.json").write_text(json.dumps(index, indent=1))
+        meta = {"backend": "flow", "flow": asdict(self.s), "latent_channels": self.channels, "latent_size": self.size}
+        (path / ADAPTER_FILE).write_text(json.dumps(meta, indent=1))
+
+    @property
+    def device(self):
+        return next(self.transformer.parameters()).device
+
+    # ---- training protocol (shared with the Janus adapter) -------------------------------------------
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.transformer
+
+    def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(f"transformer.{n}", p) for n, p in self.transformer.named_parameters()]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.trainable_parameters()}
+
+    def freeze(self) -> None:
+        for m in (self.transformer, self.vae, self.understanding and self.understanding.model):
+            if m is not None:
+                m.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> None:
+        self.transformer.train(mode)
+
+    # ---- understanding (the VLM's) --------------------------------------------------------------------
+    def image_features(self, images):
+        return self.understanding.image_features(images)
+
+    def answer_probs(self, images, questions, image_index=None, features=None):
+        return self.understanding.answer_probs(images, questions, image_index, features)
+
+    def write(self, prompts, instruction, max_new_tokens=96, temperature=0.0, generator=None):
+        return self.understanding.write(prompts, instruction, max_new_tokens, temperature, generator)
+
+    @property
+    def token_grid(self):
+        return None  # no image tokens: SRUM's token-level maps do not apply (its flow loss is not wired yet)
+
+    def positions_needed(self, prompt: str, instruction: str, max_new_tokens: int) -> int:
+        return self.understanding.positions_needed(prompt, instruction, max_new_tokens)
+
+    @property
+    def max_positions(self) -> int:
+        return self.understanding.max_positions
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _conditions(self, prompts: list[str]):
+        """Prompt states and masks for [cond rows; uncond rows] (uncond: the empty prompt)."""
+        states, mask = self.encode_text(prompts + [""] * len(prompts))
+        return states.to(self.device), mask.to(self.device)
+
+    def velocity(self, x: torch.Tensor, t: float, states, mask, guidance: float) -> torch.Tensor:
+        """Guided velocity at time t for latents x (B, C, h, w); `states`/`mask` hold cond then uncond rows."""
+        return self.family.velocity(self.transformer, x, t, states, mask, guidance)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], n: int = 1, guidance: float = 4.5, temperature: float = 1.0,
+               generator: torch.Generator | None = None, shift=None) -> ImageSamples:
+        """n images per prompt (rows grouped by prompt): the trajectory as `tokens`, the trained steps' log-probs.
+        `temperature` is unused (the SDE's noise level is `noise_level`); kept for the adapter protocol."""
+        if shift is not None:
+            raise ValueError("MILR's latent shift is defined for the Janus adapter only")
+        prompts = [p for p in prompts for _ in range(n)]
+        states, mask = self._conditions(prompts)
+        x = torch.randn(len(prompts), self.channels, self.size, self.size, generator=generator, device=self.device)
+        path, logprobs = [x], []
+        for i in range(self.s.steps):
+            v = self.velocity(x, self.t[i], states, mask, guidance)
+            x, lp = sde_step(x, v, self.t[i], self.t[i + 1], self.t_cap, self.s.noise_level, generator)
+            path.append(x)
+            logprobs.append(lp)
+        trajectory = torch.stack(path, 1)
+        return ImageSamples(trajectory, torch.stack(logprobs, 1)[:, self.trained], self.decode(x))
+
+    def image_logprobs(self, prompts: list[str], trajectory: torch.Tensor, guidance: float,
+                       temperature: float = 1.0, shift=None) -> torch.Tensor:
+        """Teacher-forced log-probs (with grad) of the trained steps of recorded trajectories: (N, len(trained))."""
+        trajectory = trajectory.to(self.device)
+        states, mask = self._conditions(prompts)
+        out = []
+        for i in self.trained:
+            v = self.velocity(trajectory[:, i], self.t[i], states, mask, guidance)
+            mean, std = sde_mean_std(trajectory[:, i].float(), v, self.t[i], self.t[i + 1], self.t_cap,
+                                     self.s.noise_level)
+            out.append(gaussian_logprob(trajectory[:, i + 1], mean, std))
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        pixels = self.family.decode(self.vae, latents)  # (N, 3, H, W) in [-1, 1]
+        return to_uint8(pixels.permute(0, 2, 3, 1))

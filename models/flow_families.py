@@ -1,0 +1,81 @@
+"""How each diffusers flow transformer is called: latent layout, timestep scale, conditioning, decoding. The
+SDE, CFG and log-probs (models/flow_sde.py, models/diffusion.py) are the same for all of them.
+
+- sd3: SD3Transformer2DModel, latents (B, C, h, w), timestep t x 1000, prompt states + pooled vector, AutoencoderKL
+  with scaling/shift factors.
+- qwen_image: QwenImageTransformer2DModel, latents packed 2x2 into tokens (B, h/2 x w/2, 4C), timestep t in [0, 1],
+  prompt states with their mask (the Qwen2.5-VL's last states after Qwen-Image's system prompt, dropped), CFG
+  rescaled to the conditional prediction's norm per token (as QwenImagePipeline does), AutoencoderKLQwenImage
+  (one-frame video latents, per-channel mean / std).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.flow_sde import guided_velocity
+
+# Qwen-Image's prompt template; its system part is dropped from the encoder states (QwenImagePipeline's drop_idx).
+QWEN_IMAGE_PROMPT = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+                     "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{prompt}"
+                     "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def pack(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, h/2 * w/2, 4C): 2x2 latent patches as tokens (QwenImagePipeline._pack_latents)."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The inverse of `pack`."""
+    b, _, c4 = tokens.shape
+    return tokens.view(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
+
+
+class SD3Family:
+    name, prompt_template = "sd3", None
+
+    def velocity(self, transformer, x, t: float, states, mask, guidance: float) -> torch.Tensor:
+        """Guided velocity; `states`/`mask` hold the cond rows then the uncond rows."""
+        both = torch.cat([x, x]).to(transformer.dtype)
+        pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        timestep = torch.full((len(both),), t * 1000.0, device=x.device)
+        out = transformer(hidden_states=both, encoder_hidden_states=states.to(both.dtype),
+                          pooled_projections=pooled.to(both.dtype), timestep=timestep).sample.float()
+        cond, uncond = out.chunk(2)
+        return guided_velocity(cond, uncond, guidance)
+
+    def decode(self, vae, latents: torch.Tensor) -> torch.Tensor:
+        cfg = vae.config
+        z = latents.to(vae.dtype) / cfg.scaling_factor + (cfg.shift_factor or 0.0)
+        return vae.decode(z).sample
+
+
+class QwenImageFamily:
+    name, prompt_template = "qwen_image", QWEN_IMAGE_PROMPT
+
+    def velocity(self, transformer, x, t: float, states, mask, guidance: float) -> torch.Tensor:
+        b, _, h, w = x.shape
+        tokens = pack(torch.cat([x, x])).to(transformer.dtype)
+        timestep = torch.full((2 * b,), t, device=x.device, dtype=tokens.dtype)
+        out = transformer(hidden_states=tokens, encoder_hidden_states=states.to(tokens.dtype),
+                          encoder_hidden_states_mask=mask, timestep=timestep,
+                          img_shapes=[[(1, h // 2, w // 2)]] * (2 * b)).sample.float()
+        cond, uncond = out.chunk(2)
+        guided = guided_velocity(cond, uncond, guidance)
+        # rescaled to the conditional prediction's norm per token, as QwenImagePipeline does
+        guided = guided * (cond.norm(dim=-1, keepdim=True) / guided.norm(dim=-1, keepdim=True).clamp(min=1e-12))
+        return unpack(guided, h, w)
+
+    def decode(self, vae, latents: torch.Tensor) -> torch.Tensor:
+        cfg = vae.config
+        shape = (1, cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, device=latents.device).view(shape)
+        std = torch.tensor(cfg.latents_std, device=latents.device).view(shape)
+        z = (latents[:, :, None].float() * std + mean).to(vae.dtype)
+        return vae.decode(z).sample[:, :, 0]
+
+
+FAMILIES = {"SD3Transformer2DModel": SD3Family(), "QwenImageTransformer2DModel": QwenImageFamily()}
+VAES = {"SD3Transformer2DModel": "AutoencoderKL", "QwenImageTransformer2DModel": "AutoencoderKLQwenImage"}
