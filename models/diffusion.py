@@ -50,18 +50,39 @@ def is_flow_dir(path: Path) -> bool:
 
 
 def check_flow_dir(path: Path) -> tuple[dict, dict]:
-    """(model_index, meta) of a flow-model directory, or an error naming what is missing or unsupported."""
-    missing = [p for p in ("model_index.json", ADAPTER_FILE, "transformer", "vae", "text_encoder")
-               if not (path / p).exists()]
+    """(model_index, meta) of a flow-model directory, or an error naming what is missing or unsupported; a
+    pipeline without meta_ttrl.json (e.g. Qwen/Qwen-Image as published) gets `default_meta`."""
+    missing = [p for p in ("model_index.json", "transformer", "vae", "text_encoder") if not (path / p).exists()]
     if missing:
-        raise FileNotFoundError(f"{path} is not a meta-ttrl flow model: it lacks {missing} (diffusers pipeline "
-                                f"layout plus {ADAPTER_FILE} with the flow settings)")
-    index, meta = (json.loads((path / f).read_text()) for f in ("model_index.json", ADAPTER_FILE))
+        raise FileNotFoundError(f"{path} is not a flow model: it lacks {missing} (diffusers pipeline layout with a "
+                                f"Qwen2.5-VL text encoder)")
+    index = json.loads((path / "model_index.json").read_text())
     kind = (index.get("transformer") or [None, None])[1]
     if kind not in SUPPORTED_TRANSFORMERS:
         raise ValueError(f"{path}: transformer class {kind!r} is not supported yet; supported: "
                          f"{', '.join(SUPPORTED_TRANSFORMERS)} (FLUX's call signature is not wired)")
-    return index, meta
+    meta_file = path / ADAPTER_FILE
+    return index, json.loads(meta_file.read_text()) if meta_file.is_file() else default_meta(path)
+
+
+def default_meta(path: Path, resolution: int = 512) -> dict:
+    """Flow-GRPO's sampling defaults (10 SDE steps, noise level 0.7, every step trained) at `resolution` px with
+    an 8x VAE; the time shift from the pipeline's scheduler config (Qwen-Image's resolution-dependent shift:
+    exp(mu), mu interpolated in the image's token count)."""
+    latent = resolution // 8
+    channels = json.loads((path / "transformer" / "config.json").read_text()).get("out_channels") or 16
+    shift = 3.0
+    sched = path / "scheduler" / "scheduler_config.json"
+    if sched.is_file():
+        s = json.loads(sched.read_text())
+        shift = s.get("shift", shift)
+        if s.get("use_dynamic_shifting"):
+            tokens = (latent // 2) ** 2
+            lo, hi = s.get("base_image_seq_len", 256), s.get("max_image_seq_len", 4096)
+            mu = s.get("base_shift", 0.5) + (s.get("max_shift", 1.15) - s.get("base_shift", 0.5)) * (tokens - lo) / (hi - lo)
+            shift = float(np.exp(mu))
+    return {"backend": "flow", "flow": asdict(FlowSettings(shift=shift)), "latent_channels": channels,
+            "latent_size": latent}
 
 
 class DiffusionAdapter:

@@ -25,6 +25,20 @@ CHAT = {
 IMAGE_PAD = "<|image_pad|>"
 
 
+def tokenizer_and_processor(path: Path):
+    """The VLM's tokenizer and image processor: next to its weights, or (Qwen-Image's pipeline layout) in the
+    sibling `tokenizer/` and `processor/` folders; without any processor config, Qwen2-VL's defaults."""
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    tok_dir = path if (path / "tokenizer_config.json").is_file() else path.parent / "tokenizer"
+    if not (tok_dir / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(f"no tokenizer for the VLM at {path}: expected tokenizer files there or in "
+                                f"{path.parent / 'tokenizer'}")
+    proc_dir = next((d for d in (path, path.parent / "processor") if (d / "preprocessor_config.json").is_file()), None)
+    proc = Qwen2VLImageProcessorPil.from_pretrained(proc_dir) if proc_dir else Qwen2VLImageProcessorPil()
+    return AutoTokenizer.from_pretrained(tok_dir), proc
+
+
 class QwenVLUnderstanding:
     def __init__(self, model, tokenizer, image_processor, templates: dict | None = None):
         self.model, self.tok, self.proc, self.templates = model, tokenizer, image_processor, templates or CHAT
@@ -37,20 +51,17 @@ class QwenVLUnderstanding:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype=torch.float32) -> "QwenVLUnderstanding":
-        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers import Qwen2_5_VLForConditionalGeneration
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True)
-        return cls(model.to(device).eval(), AutoTokenizer.from_pretrained(path),
-                   Qwen2VLImageProcessorPil.from_pretrained(path))
+        return cls(model.to(device).eval(), *tokenizer_and_processor(Path(path)))
 
     @classmethod
     def shell(cls, path: str | Path) -> "QwenVLUnderstanding":
         """Config, tokenizer and processor without weights (a driver's checks)."""
-        from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
         with torch.device("meta"):
             model = Qwen2_5_VLForConditionalGeneration(AutoConfig.from_pretrained(path))
-        return cls(model, AutoTokenizer.from_pretrained(path), Qwen2VLImageProcessorPil.from_pretrained(path))
+        return cls(model, *tokenizer_and_processor(Path(path)))
 
     def save_pretrained(self, path: str | Path) -> None:
         for part in (self.model, self.tok, self.proc):

@@ -151,5 +151,34 @@ def test_broken_flow_directories_say_what_is_wrong(flow_dir, tmp_path):
     with pytest.raises(ValueError, match="transformer class 'FluxTransformer2DModel' is not supported yet"):
         check_flow_dir(copy)
     shutil.rmtree(copy / "vae")
-    with pytest.raises(FileNotFoundError, match=r"is not a meta-ttrl flow model: it lacks \['vae'\]"):
+    with pytest.raises(FileNotFoundError, match=r"is not a flow model: it lacks \['vae'\]"):
         check_flow_dir(copy)
+
+
+def test_a_published_qwen_image_layout_loads_with_default_flow_settings(tmp_path):
+    """Qwen/Qwen-Image as published: no meta_ttrl.json, the tokenizer in tokenizer/, no image-processor config,
+    a scheduler with resolution-dependent shift."""
+    import json
+    import shutil
+
+    from models import flow_like
+    from models.diffusion import check_flow_dir
+    from models.loading import load_adapter
+    path = flow_like.build(tmp_path / "qwen_image", family="qwen_image")
+    (path / "meta_ttrl.json").unlink()
+    (path / "tokenizer").mkdir()
+    for f in path.joinpath("text_encoder").iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):
+            shutil.move(str(f), path / "tokenizer" / f.name)
+    (path / "text_encoder" / "preprocessor_config.json").unlink()
+    (path / "scheduler").mkdir()
+    (path / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"use_dynamic_shifting": True, "base_image_seq_len": 256, "max_image_seq_len": 8192, "base_shift": 0.5,
+         "max_shift": 0.9}))
+    _, meta = check_flow_dir(path)
+    # 512 px -> 64 x 64 latents -> 32 x 32 = 1024 tokens: mu = 0.5 + 0.4 * (1024 - 256) / (8192 - 256)
+    assert meta["latent_size"] == 64 and meta["latent_channels"] == 4
+    assert meta["flow"]["shift"] == pytest.approx(math.exp(0.5 + 0.4 * 768 / 7936))
+    assert meta["flow"]["steps"] == 10 and meta["flow"]["noise_level"] == 0.7
+    shell = load_adapter(path, device="meta")
+    assert shell.family.name == "qwen_image" and shell.max_positions == 1024

@@ -60,7 +60,7 @@ def test_gpu_smoke_runs_two_meta_ttrl_steps_on_the_janus_pro_layout(ray_local, c
     directory, two GRPO steps (the job checks after every sync that each rollout actor holds the learner's
     weights, by checksum), stage timings printed."""
     from launch import gpu_smoke
-    result = gpu_smoke.main(["width=tiny", "layers=1", "grpo.lr=1e-2", "rollout.group_size=2"])
+    result = gpu_smoke.main(["width=tiny", "layers=1", "grpo.lr=1e-2", "rollout.group_size=2", "data.prompts_per_step=1"])
     steps = result["steps"]
     assert result["gpus"] == 0 and [s["step"] for s in steps] == [0, 1] and all(s["updates"] >= 1 for s in steps)
     assert steps[1]["kl"] > 0  # step 0's update moved the policy away from the frozen reference

@@ -65,6 +65,7 @@ def test_search_raises_the_probability_of_what_the_judge_rewards(tiny_adapter):
     assert latents.text.shape == (1, 2, 32) and latents.image.shape == (1, 2, 32)  # ceil(.2 * 6), ceil(.02 * 64)
 
 
+@pytest.mark.slow  # 400 samples (17 s); the update itself is checked by hand in test_method_equations.py
 def test_the_reinforce_estimate_points_along_the_exact_gradient(tiny_adapter):
     """E[r] of "first image token in the lower half of the codebook" has an exact gradient with respect to the
     image latent (the probability mass of that half); 400 samples' REINFORCE surrogate must point the same way

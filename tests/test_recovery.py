@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+import pytest
 import ray
 
 from launch import meta_ttrl
@@ -27,8 +28,15 @@ def kill_when(metrics, plan: list[tuple[int, str]], errors: list) -> None:
         errors.append(e)
 
 
-def test_killed_actors_restart_and_the_run_finishes_with_each_step_once(ray_local, tmp_path, capsys):
-    plan = [(1, "rollout-0"), (2, "introspector-0"), (3, "learner-0")]  # the learner after the step-2 checkpoint
+PLANS = {  # the learner dies after the step-2 checkpoint; an introspector's restart (rubric cache restored from the
+    # checkpoint) is the slow set's, to keep the default suite short
+    "rollout_and_learner": [(1, "rollout-0"), (3, "learner-0")],
+    "introspector": pytest.param([(1, "introspector-0")], marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("plan", list(PLANS.values()), ids=list(PLANS))
+def test_killed_actors_restart_and_the_run_finishes_with_each_step_once(ray_local, tmp_path, capsys, plan):
     errors: list = []
     killer = threading.Thread(target=kill_when, args=(tmp_path / "metrics.jsonl", plan, errors), daemon=True)
     killer.start()
@@ -39,8 +47,10 @@ def test_killed_actors_restart_and_the_run_finishes_with_each_step_once(ray_loca
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == list(range(5))
     assert [m["version"] for m in lines] == list(range(1, 6))  # no step applied twice, none lost
-    assert lines[-1]["restarts"] == {"rollout": 1, "introspector": 1, "learner": 1}
+    killed = [name for _, name in plan]
+    assert lines[-1]["restarts"] == {name.rsplit("-", 1)[0]: 1 for name in killed}
     out = capsys.readouterr().out
-    assert "rollout-0 restarted" in out and "introspector-0 restarted" in out and "learner-0 restarted" in out
-    assert "resumed from" in out and "step_000002" in out  # the learner's death rolled back to the checkpoint
+    assert all(f"{name} restarted" in out for name in killed)
+    if "learner-0" in killed:
+        assert "resumed from" in out and "step_000002" in out  # the learner's death rolled back to the checkpoint
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 5
