@@ -9,19 +9,23 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session")
-def tiny_adapter():
+def make_tiny_adapter(layers: int = 2, seed: int = 0):
     """A randomly initialised toy-architecture Janus model (fast; no pretrained weights)."""
     from transformers import JanusForConditionalGeneration
 
     from models.janus import JanusAdapter
     from models.toy import TEMPLATES, build_tokenizer, toy_config
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     tok = build_tokenizer()
-    cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=32, layers=2, heads=2,
+    cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=32, layers=layers, heads=2,
                      vision_hidden=32, vision_layers=1, codebook=64)
     return JanusAdapter(JanusForConditionalGeneration(cfg).eval(), tok, TEMPLATES)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter():
+    return make_tiny_adapter()
 
 
 @pytest.fixture(scope="session")

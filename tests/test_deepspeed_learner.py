@@ -1,12 +1,12 @@
 """The DeepSpeed learner strategy (issue 4): ZeRO-1/2 over two learner ranks inside Ray actors on CPU (gloo),
 sharing the job's process group with the rollout actors. ZeRO-2 must give the update the torch strategy gives
-(same AdamW, clipping and gradient average); the whole job runs two steps with ZeRO-1."""
-import json
+(same AdamW, clipping and gradient average); its checkpoint restores exactly. (The main job with the ZeRO-1
+learner: tests/test_janus_pro_layout.py, through launch/gpu_smoke.py.)"""
 
 import pytest
 import torch
 
-from test_meta_ttrl import SHORT, started_job
+from test_meta_ttrl import started_job
 
 pytest.importorskip("deepspeed", reason="make install installs the deepspeed extra")
 
@@ -30,37 +30,24 @@ def test_zero2_over_two_ranks_matches_the_torch_strategy(ray_local):
     initial = JanusAdapter.from_pretrained(ModelConfig().path).weights()
     moved = max(float((plain[n] - initial[n]).abs().max()) for n in plain)
     gap = max(float((plain[n] - zero2[n]).abs().max()) for n in plain)
+    print(f"\nlargest weight change {moved:.3e}; largest ZeRO-2 vs torch difference {gap:.3e}")
     assert moved > 1e-4 and gap < 1e-3 * moved, (moved, gap)  # same samples, same update, up to float rounding
-
-
-def test_meta_ttrl_job_with_the_zero1_learner(ray_local, tmp_path):
-    from launch import meta_ttrl
-    meta_ttrl.main(SHORT + ["trainer.learners=2", "trainer.strategy=deepspeed", "trainer.zero_stage=1",
-                            "data.heldout=", "run.grid_prompts=0", "run.wandb=disabled", f"run.dir={tmp_path}"])
-    metrics = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == [0, 1] and all(m["updates"] >= 1 for m in metrics)
 
 
 def test_zero2_trainer_state_round_trips_through_a_checkpoint(tmp_path):
     """A DeepSpeed learner's checkpoint (weights, this rank's AdamW shard, scheduler) restores exactly: one rank,
     gloo, in this process."""
     import torch.distributed as dist
+    from conftest import make_tiny_adapter
     from omegaconf import OmegaConf
-    from transformers import JanusForConditionalGeneration
 
     from actors.weight_sync import Groups, free_port
     from launch.configs.meta_ttrl import GRPOConfig
     from learners import checkpoint
     from learners.grpo_trainer import GRPOTrainer
-    from models.janus import JanusAdapter
-    from models.toy import TEMPLATES, build_tokenizer, toy_config
 
     def adapter():
-        torch.manual_seed(0)
-        tok = build_tokenizer()
-        cfg = toy_config(len(tok), tok.convert_tokens_to_ids("<image>"), hidden=32, layers=1, heads=2,
-                         vision_hidden=32, vision_layers=1, codebook=64)
-        return JanusAdapter(JanusForConditionalGeneration(cfg).eval(), tok, TEMPLATES)
+        return make_tiny_adapter(layers=1)
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
