@@ -63,10 +63,9 @@ class LearnerActor(Checkpointed):
 
     def broadcast(self) -> tuple[int, int]:
         """Send the weights; returns (version, checksum) for the receivers to be checked against."""
-        with self.trainer.optim.full_weights():
-            version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
-                                                    self.a.device)
-            return version, weight_sync.fingerprint(self.trainer.params)
+        version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
+                                                self.a.device)
+        return version, weight_sync.fingerprint(self.trainer.params)
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self.a.weights()

@@ -38,7 +38,7 @@ from launch.recovery import Recovery
 from launch.rundir import RunDir
 from launch.tracking import Tracker, wandb_mode
 from learners import checkpoint
-from models.janus import resolve_dtype
+from models.adapter import resolve_dtype
 from rewards.judges import JUDGES
 from rollout.health import Guard
 from rollout.health import add as add_health

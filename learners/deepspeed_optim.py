@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from learners.optim import warmup_lambda
+from learners.optim import adamw_with_warmup
 from learners.state import State, load_optimizer_state, merge, optimizer_state
 
 ZERO_STAGES = (1, 2)  # stage 3 partitions the parameters themselves: gather-on-broadcast is not built yet
@@ -80,8 +80,7 @@ class DeepSpeedOptim:
             # through torch.distributed here); unbuilt, it would cost ~40 s of C++ compile at first use
             self.deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         rank, world = dist.get_rank(groups.learners), dist.get_world_size(groups.learners)
-        opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(self.cfg.warmup_steps))
+        opt, sched = adamw_with_warmup(self.params, self.cfg)
         self.engine, self.opt, _, self.sched = self.deepspeed.initialize(
             model=model, model_parameters=self.params, optimizer=opt, lr_scheduler=sched,
             config=ds_config(self.cfg, self.stage, self.params[0].dtype),
@@ -113,7 +112,3 @@ class DeepSpeedOptim:
         self.opt.refresh_fp32_params()
         load_optimizer_state(self.opt.optimizer, state)
         self.sched.load_state_dict(state[1]["scheduler"])
-
-    def full_weights(self):
-        from contextlib import nullcontext
-        return nullcontext()  # ZeRO-1/2 keep every parameter whole on every rank

@@ -1,6 +1,6 @@
 """How a learner rank turns a loss into a weight update (`trainer.strategy`), behind one small interface:
-`attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`, and
-`full_weights()` (a context in which every parameter is whole on this rank: what a weight broadcast reads).
+`attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`. Both
+keep every parameter whole on every rank (ZeRO-1/2), so the weight broadcast reads them as they are.
 
 - torch: AdamW with linear warm-up; gradients averaged over the learner ranks by a bucketed all-reduce
   (data parallelism over the job's own process group, DDP's algorithm without its wrapper).
@@ -9,23 +9,22 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
 from learners.state import State, load_optimizer_state, merge, optimizer_state
 
 
-def warmup_lambda(warmup_steps: int):
-    warmup = max(int(warmup_steps), 0)  # linear warm-up over optimiser steps, then constant
-    return lambda n: min(1.0, (n + 1) / (warmup + 1))
+def adamw_with_warmup(params, cfg) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its schedule: linear warm-up over `cfg.warmup_steps` optimiser steps, then constant."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(int(cfg.warmup_steps), 0)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda n: min(1.0, (n + 1) / (warmup + 1)))
 
 
 class TorchOptim:
     def __init__(self, params: list[torch.nn.Parameter], cfg, allreduce=lambda params: None):
         self.params, self.cfg, self.allreduce = params, cfg, allreduce
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_lambda(cfg.warmup_steps))
+        self.opt, self.sched = adamw_with_warmup(params, cfg)
 
     def attach(self, groups, model) -> None:
         pass  # gradients go through `allreduce`, which holds the groups itself
@@ -48,9 +47,6 @@ class TorchOptim:
     def load_state(self, state: State) -> None:
         load_optimizer_state(self.opt, state)
         self.sched.load_state_dict(state[1]["scheduler"])
-
-    def full_weights(self):
-        return nullcontext()
 
 
 STRATEGIES = ("torch", "deepspeed")

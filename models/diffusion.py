@@ -23,7 +23,8 @@ import torch
 
 from models.flow_families import FAMILIES, VAES, SD3Family
 from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
-from models.janus import ImageSamples, resolve_device, resolve_dtype, to_uint8
+from models.adapter import GeneratorAdapter, resolve_device, resolve_dtype
+from models.janus import ImageSamples, to_uint8
 
 ADAPTER_FILE = "meta_ttrl.json"
 SUPPORTED_TRANSFORMERS = tuple(FAMILIES)  # the call signatures models/flow_families.py knows
@@ -85,7 +86,7 @@ def default_meta(path: Path, resolution: int = 512) -> dict:
             "latent_size": latent}
 
 
-class DiffusionAdapter:
+class DiffusionAdapter(GeneratorAdapter):
     def __init__(self, transformer, vae, text_encoder, settings: FlowSettings, latent_channels: int,
                  latent_size: int, understanding=None, family=None):
         self.transformer, self.vae, self.encode_text = transformer, vae, text_encoder
@@ -147,9 +148,6 @@ class DiffusionAdapter:
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(f"transformer.{n}", p) for n, p in self.transformer.named_parameters()]
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.trainable_parameters()}
-
     def freeze(self) -> None:
         for m in (self.transformer, self.vae, self.understanding and self.understanding.model):
             if m is not None:
@@ -178,9 +176,6 @@ class DiffusionAdapter:
     @property
     def max_positions(self) -> int:
         return self.understanding.max_positions
-
-    def generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed)
 
     def _conditions(self, prompts: list[str]):
         """Prompt states and masks for [cond rows; uncond rows] (uncond: the empty prompt)."""

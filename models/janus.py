@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, JanusForConditionalGeneration
 
+from models.adapter import GeneratorAdapter, first_difference, resolve_device, resolve_dtype
 from models.janus_formats import ADAPTER_FILE, load_format
 
 
@@ -66,22 +67,6 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
     return sorted(ids)
 
 
-def resolve_device(device: str) -> torch.device:
-    """auto: the GPU Ray gave this actor (CUDA_VISIBLE_DEVICES), else the CPU."""
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """auto: bfloat16 on GPU (Janus-Pro's training precision), float32 on CPU."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"unknown model dtype {dtype!r}; valid: auto, float32, bfloat16, float16")
-    return getattr(torch, dtype)
-
-
 def check_janus_dir(path: Path) -> None:
     """A clear error for a path that is not a Janus-layout Hugging Face directory."""
     if not (path / "config.json").is_file():
@@ -105,7 +90,7 @@ def check_janus_dir(path: Path) -> None:
             raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
 
 
-class JanusAdapter:
+class JanusAdapter(GeneratorAdapter):
     def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
                  image_joiner: str = " "):
         self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
@@ -115,7 +100,7 @@ class JanusAdapter:
         self.pad_id = tokenizer.pad_token_id
         self.yes_ids, self.no_ids = answer_token_ids(tokenizer, "yes"), answer_token_ids(tokenizer, "no")
         # tokens of the generation template before the prompt's words (where MILR's text latents start)
-        self.prompt_offset = _first_difference(*(tokenizer(templates["generate"].format(prompt=w),
+        self.prompt_offset = first_difference(*(tokenizer(templates["generate"].format(prompt=w),
                                                            add_special_tokens=False).input_ids for w in ("x", "y")))
 
     @classmethod
@@ -157,19 +142,11 @@ class JanusAdapter:
         """The generator's parameters: what GRPO trains and the weight sync sends."""
         return [(n, p) for n, p in self.model.named_parameters() if n.startswith(GENERATOR_PREFIXES)]
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """A detached copy of the trainable weights (what a sync must make equal across roles)."""
-        return {n: p.detach().clone() for n, p in self.trainable_parameters()}
-
     def freeze(self) -> None:
         self.model.requires_grad_(False)
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
-
-    def generator(self, seed: int) -> torch.Generator:
-        """A seeded generator on the model's device (sampling on a GPU needs a GPU generator)."""
-        return torch.Generator(device=self.device).manual_seed(seed)
 
     # ---- text helpers -------------------------------------------------------------------------------
     def _fill(self, name: str, **kw) -> str:
@@ -379,12 +356,6 @@ class JanusAdapter:
         for row in torch.stack(result, 1).tolist():
             texts.append(self.tok.decode(row[: row.index(eos)] if eos in row else row, skip_special_tokens=True))
         return texts
-
-
-def _first_difference(a: list[int], b: list[int]) -> int:
-    """Index of the first token where two tokenisations differ (a BPE merges a prompt's first word with the
-    space before it, so the prefix cannot be tokenised alone)."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _new_cache():

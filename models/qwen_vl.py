@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.janus import _first_difference, answer_token_ids
+from models.adapter import first_difference
+from models.janus import answer_token_ids
 
 CHAT = {
     "answer": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -125,13 +126,14 @@ class QwenVLUnderstanding:
                                   pad_token_id=self.tok.pad_token_id)
         return self.tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
 
-    def encode_text(self, prompts: list[str], template: str | None = None, length: int = 128):
+    def encode_text(self, prompts: list[str], template: str | None = None, length: int = 128,
+                    drop: int | None = None):
         """Last hidden states of the prompts in `template` (default: the plain user turn), right-padded to a fixed
-        `length` after the template's fixed prefix is dropped (Qwen-Image drops its system prompt), and the mask:
-        the flow transformer's conditioning. A fixed length makes each row independent of its batch."""
+        `length` after the template's fixed prefix (`drop` tokens) is dropped (Qwen-Image drops its system
+        prompt), and the mask: the flow transformer's conditioning. A fixed length makes each row independent of
+        its batch."""
         template = template or self.templates["prompt"]
-        drop = _first_difference(*(self.tok(template.format(prompt=w), add_special_tokens=False).input_ids
-                                   for w in ("x", "y")))
+        drop = self.prefix_length(template) if drop is None else drop
         enc = self.tok([template.format(prompt=p) for p in prompts], add_special_tokens=False, padding="max_length",
                        max_length=drop + length, truncation=True, return_tensors="pt", padding_side="right")
         ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
@@ -139,6 +141,13 @@ class QwenVLUnderstanding:
             states = self.model.model(input_ids=ids, attention_mask=mask).last_hidden_state
         return states[:, drop:], mask[:, drop:]
 
+    def prefix_length(self, template: str) -> int:
+        return first_difference(*(self.tok(template.format(prompt=w), add_special_tokens=False).input_ids
+                                  for w in ("x", "y")))
+
     def text_encoder(self, template: str | None, length: int):
-        """`encode_text` with a fixed template and length, as the diffusion adapter calls it."""
-        return lambda prompts: self.encode_text(prompts, template, length)
+        """`encode_text` with a fixed template and length (its prefix measured once), as the diffusion adapter
+        calls it on every sampling and training batch."""
+        template = template or self.templates["prompt"]
+        drop = self.prefix_length(template)
+        return lambda prompts: self.encode_text(prompts, template, length, drop)

@@ -1,5 +1,6 @@
 """The vLLM introspector backend (issue 4) on CPU: request building and output parsing with a fake engine that
 has vLLM's `generate` / `get_tokenizer` shapes; the real engine's absence gives one clear error."""
+import importlib.util
 import math
 from types import SimpleNamespace
 
@@ -85,6 +86,8 @@ def test_requests_convert_each_image_once():
     assert reqs[0]["multi_modal_data"]["image"].size == (4, 4) and len(reqs) == 2
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None and torch.cuda.is_available(),
+                    reason="vLLM can run here")
 def test_without_vllm_or_a_gpu_the_backend_says_why():
     with pytest.raises(VLLMUnavailable, match="vllm"):
         require_vllm()
