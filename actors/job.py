@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import ray
+from omegaconf import OmegaConf
 from ray.util.placement_group import remove_placement_group
 
 from actors import weight_sync
@@ -40,7 +41,7 @@ class MetaTTRLJob:
         def learner_args(i):
             return (m, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
                     tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm, tr.strategy,
-                    tr.zero_stage)
+                    tr.zero_stage, OmegaConf.to_container(tr.deepspeed))
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
         try:  # a role that cannot be placed frees the roles placed before it
@@ -138,8 +139,9 @@ class MetaTTRLJob:
     def sync(self) -> tuple[int, float]:
         """Learner 0 broadcasts its weights and every rollout actor confirms the version and a checksum of what
         it holds (weight_sync.SyncError otherwise); returns (version, seconds of the slowest receiver)."""
-        sent, *received = ray.get([self.learners[0].broadcast.remote()] +
-                                  [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
+        results = ray.get([ln.broadcast.remote() for ln in self.learners] +
+                          [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
+        sent, received = results[0], results[len(self.learners):]
         weight_sync.check_sync(sent, {f"rollout-{i}": got[:2] for i, got in enumerate(received)})
         return sent[0], max(seconds for *_, seconds in received)
 
@@ -161,7 +163,7 @@ class MetaTTRLJob:
             ray.cancel(ref)
 
     def save_policy(self, path: str) -> None:
-        ray.get(self.learners[0].save.remote(path))
+        ray.get([ln.save.remote(path) for ln in self.learners])  # rank 0 writes; ZeRO-3 ranks join its gather
 
     def oracle(self, parts: list) -> list:
         return [oracle_correct.remote(part, self.metadata) for part in parts]

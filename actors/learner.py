@@ -23,14 +23,14 @@ TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how 
 class LearnerActor(Checkpointed):
     def __init__(self, model, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
                  rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo",
-                 strategy: str = "torch", zero_stage: int = 2):
+                 strategy: str = "torch", zero_stage: int = 2, ds_overrides: dict | None = None):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.a = load_adapter(model.path, dtype=model.dtype)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
         self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world,
-                                           strategy, zero_stage)
+                                           strategy, zero_stage, ds_overrides)
 
     def address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), weight_sync.free_port()
@@ -61,14 +61,19 @@ class LearnerActor(Checkpointed):
         self.version += 1
         return {**stats, **info, "train_s": time.perf_counter() - t1}
 
-    def broadcast(self) -> tuple[int, int]:
-        """Send the weights; returns (version, checksum) for the receivers to be checked against."""
-        version = weight_sync.broadcast_weights(self.trainer.params, self.version, self.groups, self.bucket_bytes,
-                                                self.a.device)
-        return version, weight_sync.fingerprint(self.trainer.params)
+    def broadcast(self) -> tuple[int, int] | None:
+        """Rank 0 sends the weights and returns (version, checksum) for the receivers to be checked against; the
+        other learner ranks (called at the same time) take part in gathering partitioned weights (ZeRO-3)."""
+        params, gather = self.trainer.params, self.trainer.optim.gathered
+        if self.rank != 0:
+            return weight_sync.follow_broadcast(params, self.bucket_bytes, gather)
+        return weight_sync.broadcast_weights(params, self.version, self.groups, self.bucket_bytes, self.a.device,
+                                             gather)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.a.weights()
+        """A whole copy of the trainable weights (every learner rank must be asked at once under ZeRO-3)."""
+        with self.trainer.optim.gathered(self.trainer.params):
+            return self.a.weights()
 
     def state(self) -> State:
         """This rank's part of a checkpoint: policy, optimizer, scheduler, RNG states, version, counters."""
@@ -83,4 +88,7 @@ class LearnerActor(Checkpointed):
         return self.version
 
     def save(self, path: str) -> None:
-        self.a.save_pretrained(path)
+        """Rank 0 writes the policy in its model's own layout; every learner rank is called (ZeRO-3 gathers)."""
+        with self.trainer.optim.gathered(list(self.a.module.parameters())):
+            if self.rank == 0:
+                self.a.save_pretrained(path)

@@ -34,10 +34,9 @@ class RolloutActor(Checkpointed):
         """The learner's newest weights, in place; returns (version now held, checksum of the weights held,
         seconds the transfer took)."""
         t0 = time.perf_counter()
-        self.version = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
-                                                     self.a.device)
-        seconds = time.perf_counter() - t0
-        return self.version, weight_sync.fingerprint(self.params), seconds
+        self.version, checksum = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
+                                                               self.a.device)
+        return self.version, checksum, time.perf_counter() - t0
 
     def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:
         t0 = time.perf_counter()

@@ -9,6 +9,7 @@ pure (`plan_buckets`, `flatten`, `unflatten`) and tested on its own.
 from __future__ import annotations
 
 import socket
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,14 +34,30 @@ def plan_buckets(sizes_bytes: list[int], bucket_bytes: int) -> list[list[int]]:
     return buckets
 
 
+def full_numel(t: torch.Tensor) -> int:
+    """Elements of the whole tensor, also for a ZeRO-3 parameter (whose local tensor is an empty placeholder
+    outside a gather): bucket plans must be the same on partitioned senders and whole receivers."""
+    return getattr(t, "ds_numel", None) or t.numel()
+
+
 def buckets_of(tensors: list[torch.Tensor], bucket_bytes: int) -> list[list[int]]:
     """Indices of `tensors` in buckets of one dtype each (a flat buffer has a single dtype)."""
     out = []
     for dtype in dict.fromkeys(t.dtype for t in tensors):
         idx = [i for i, t in enumerate(tensors) if t.dtype == dtype]
-        out += [[idx[j] for j in b] for b in plan_buckets([tensors[i].numel() * tensors[i].element_size()
+        out += [[idx[j] for j in b] for b in plan_buckets([full_numel(tensors[i]) * tensors[i].element_size()
                                                            for i in idx], bucket_bytes)]
     return out
+
+
+def whole_buckets(params: list[torch.Tensor], bucket_bytes: int, gather=None):
+    """Yields (indices, tensors) bucket by bucket, each bucket whole while it is out: `gather(tensors)` is a
+    context that assembles partitioned parameters (ZeRO-3; a collective every learner rank enters for the same
+    buckets in the same order), so at most one bucket is ever whole at once. No gather: the tensors as they are."""
+    for bucket in buckets_of(params, bucket_bytes):
+        tensors = [params[i] for i in bucket]
+        with (gather(tensors) if gather else nullcontext()):
+            yield bucket, tensors
 
 
 def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -62,13 +79,19 @@ _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _MODULUS = (1 << 61) - 1
 
 
-def fingerprint(tensors: list[torch.Tensor], chunk: int = 1 << 24) -> int:
+def fingerprint(tensors: list[torch.Tensor]) -> int:
     """A checksum of the exact bits of `tensors`, computed where they live (no copy to host): each element's bit
     pattern as an integer, weighted by (its index mod 65521) + 1, summed in int64 (exact, so independent of
     reduction order and threads), then mixed with the tensor's position. Any changed, missing or moved element
     changes it except by a rare collision; it is a guard against failed syncs, not a cryptographic hash."""
+    return fingerprint_of(enumerate(tensors))
+
+
+def fingerprint_of(indexed, chunk: int = 1 << 24) -> int:
+    """`fingerprint` from (position, tensor) pairs in any grouping: the sum is over tensors, so a sender can add
+    up a bucket at a time while each bucket is whole."""
     total = 0
-    for i, t in enumerate(tensors):
+    for i, t in indexed:
         bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()]).reshape(-1)
         s = 0
         for start in range(0, bits.numel(), chunk):  # bounded temporaries on large tensors
@@ -140,14 +163,15 @@ def leave() -> None:
 
 
 def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, bucket_bytes: int,
-                      device: torch.device) -> int:
-    """Learner 0 sends, rollouts receive in place; returns the version now held. The learner ranks 1..K-1 are
-    not in the sync group and never call this."""
+                      device: torch.device, gather=None) -> tuple[int, int]:
+    """Learner 0 sends, rollouts receive in place; returns (the version now held, the checksum of what was sent
+    or received). The learner ranks 1..K-1 are not in the sync group: they call `follow_broadcast` (which only
+    matters under ZeRO-3, where they hold parts of every bucket)."""
     device = groups.buffer_device(device)
     header = torch.tensor([version], dtype=torch.int64, device=device)
     dist.broadcast(header, src=0, group=groups.sync)
-    for bucket in buckets_of(params, bucket_bytes):
-        tensors = [params[i] for i in bucket]
+    checksum = 0
+    for bucket, tensors in whole_buckets(params, bucket_bytes, gather if groups.rank == 0 else None):
         flat = flatten(tensors).to(device) if groups.rank == 0 else torch.empty(
             sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=device)
         dist.broadcast(flat, src=0, group=groups.sync)
@@ -155,7 +179,14 @@ def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, 
             with torch.no_grad():
                 for p, new in zip(tensors, unflatten(flat, tensors)):
                     p.copy_(new)
-    return int(header.item())
+        checksum = (checksum + fingerprint_of(zip(bucket, tensors))) % _MODULUS
+    return int(header.item()), checksum
+
+
+def follow_broadcast(params: list[torch.Tensor], bucket_bytes: int, gather) -> None:
+    """What a learner rank other than 0 does during a broadcast: take part in each bucket's gather (ZeRO-3)."""
+    for _ in whole_buckets(params, bucket_bytes, gather):
+        pass
 
 
 def allreduce_gradients(params: list[torch.Tensor], groups: Groups, world: int, bucket_bytes: int) -> None:

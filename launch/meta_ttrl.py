@@ -121,10 +121,14 @@ def check_strategy(tr) -> None:
     if tr.strategy not in STRATEGIES:
         raise UserError(f"trainer.strategy {tr.strategy!r} is not one of: {', '.join(STRATEGIES)}")
     if tr.strategy == "deepspeed":
-        from learners.deepspeed_optim import ZERO_STAGES, require_deepspeed
+        from learners.deepspeed_optim import ZERO_STAGES, ds_config, require_deepspeed
         if tr.zero_stage not in ZERO_STAGES:
-            raise UserError(f"trainer.zero_stage must be one of {ZERO_STAGES} (ZeRO-3 is not supported yet), "
-                            f"got {tr.zero_stage}")
+            raise UserError(f"trainer.zero_stage must be one of {ZERO_STAGES}, got {tr.zero_stage}")
+        try:
+            ds_config(1.0, tr.zero_stage, torch.float32,
+                      OmegaConf.to_container(tr.deepspeed))
+        except ValueError as e:
+            raise UserError(str(e)) from None
         try:
             require_deepspeed()
         except RuntimeError as e:

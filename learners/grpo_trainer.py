@@ -8,20 +8,20 @@ import torch
 
 from learners.grpo import group_advantages, grpo_loss
 from learners.optim import build_optim
-from learners.state import State, load_named_tensors, merge, named_tensors
+from learners.state import State, merge
 from rollout.batch import Judgement, RolloutBatch
 
 class GRPOTrainer:
     def __init__(self, adapter, cfg_grpo, guidance: float, temperature: float, seed: int,
                  allreduce=lambda params: None, rank: int = 0, world: int = 1, strategy: str = "torch",
-                 zero_stage: int = 2):
+                 zero_stage: int = 2, ds_overrides: dict | None = None):
         self.a, self.cfg, self.guidance, self.temperature = adapter, cfg_grpo, guidance, temperature
         self.named = adapter.trainable_parameters()
         adapter.freeze()
         for _, p in self.named:
             p.requires_grad_(True)
         self.params = [p for _, p in self.named]
-        self.optim = build_optim(strategy, self.params, cfg_grpo, allreduce, zero_stage)
+        self.optim = build_optim(strategy, self.params, cfg_grpo, allreduce, zero_stage, ds_overrides)
         self.gen = torch.Generator().manual_seed(seed)
         self.rank, self.world = rank, world
 
@@ -60,11 +60,11 @@ class GRPOTrainer:
 
     def state(self) -> State:
         """Policy weights, AdamW moments, scheduler and sampling RNG: what an exact resume needs."""
-        return merge((named_tensors("param", self.named), {}), self.optim.state(),
+        return merge(self.optim.weight_state(self.named), self.optim.state(),
                      ({"trainer.gen": self.gen.get_state()}, {}))
 
     def load_state(self, state: State) -> None:
         tensors, rest = state
-        load_named_tensors(tensors, "param", self.named)
+        self.optim.load_weight_state(tensors, self.named)
         self.optim.load_state(state)
         self.gen.set_state(tensors["trainer.gen"])

@@ -1,17 +1,21 @@
 """How a learner rank turns a loss into a weight update (`trainer.strategy`), behind one small interface:
-`attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`. Both
-keep every parameter whole on every rank (ZeRO-1/2), so the weight broadcast reads them as they are.
+`attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`, and
+for the weights: `gathered(params)` (a context in which they are whole on this rank), `weight_state(named)` /
+`load_weight_state()` (what a checkpoint holds of them on this rank).
 
 - torch: AdamW with linear warm-up; gradients averaged over the learner ranks by a bucketed all-reduce
-  (data parallelism over the job's own process group, DDP's algorithm without its wrapper).
-- deepspeed (learners/deepspeed_optim.py): ZeRO stage 1 or 2 over the learner ranks' subgroup.
+  (data parallelism over the job's own process group, DDP's algorithm without its wrapper). Weights whole.
+- deepspeed (learners/deepspeed_optim.py): ZeRO stage 1, 2 or 3 over the learner ranks' subgroup; under stage 3
+  each rank holds a shard of every parameter, gathered bucket by bucket when the weights are sent or saved.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
-from learners.state import State, load_optimizer_state, merge, optimizer_state
+from learners.state import State, load_named_tensors, load_optimizer_state, merge, named_tensors, optimizer_state
 
 
 def adamw_with_warmup(params, cfg) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
@@ -21,7 +25,20 @@ def adamw_with_warmup(params, cfg) -> tuple[torch.optim.AdamW, torch.optim.lr_sc
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda n: min(1.0, (n + 1) / (warmup + 1)))
 
 
-class TorchOptim:
+class WholeWeights:
+    """Strategies whose every rank holds every parameter whole."""
+
+    def gathered(self, params):
+        return nullcontext()
+
+    def weight_state(self, named) -> State:
+        return named_tensors("param", named), {}
+
+    def load_weight_state(self, tensors: dict, named) -> None:
+        load_named_tensors(tensors, "param", named)
+
+
+class TorchOptim(WholeWeights):
     def __init__(self, params: list[torch.nn.Parameter], cfg, allreduce=lambda params: None):
         self.params, self.cfg, self.allreduce = params, cfg, allreduce
         self.opt, self.sched = adamw_with_warmup(params, cfg)
@@ -52,10 +69,10 @@ class TorchOptim:
 STRATEGIES = ("torch", "deepspeed")
 
 
-def build_optim(strategy: str, params, cfg, allreduce, zero_stage: int = 2):
+def build_optim(strategy: str, params, cfg, allreduce, zero_stage: int = 2, ds_overrides: dict | None = None):
     if strategy == "torch":
         return TorchOptim(params, cfg, allreduce)
     if strategy == "deepspeed":
         from learners.deepspeed_optim import DeepSpeedOptim
-        return DeepSpeedOptim(params, cfg, zero_stage)
+        return DeepSpeedOptim(params, cfg, zero_stage, ds_overrides)
     raise ValueError(f"unknown trainer.strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")

@@ -60,7 +60,9 @@ ROWS = [  # (overrides, message)
     (["config=/nope.yaml"], "config file '/nope.yaml' not found"),
     (["config={tmp}/bad.jsonl"], "is not valid YAML"),
     (["trainer.strategy=fsdp"], "trainer.strategy 'fsdp' is not one of: torch, deepspeed"),
-    (["trainer.strategy=deepspeed", "trainer.zero_stage=3"], "trainer.zero_stage must be one of (1, 2)"),
+    (["trainer.strategy=deepspeed", "trainer.zero_stage=4"], "trainer.zero_stage must be one of (1, 2, 3)"),
+    (["trainer.strategy=deepspeed", "trainer.deepspeed.gradient_clipping=5"],
+     "trainer.deepspeed may not set ['gradient_clipping']: they come from grpo.*"),
     (["reward.backend=tgi"], "reward.backend 'tgi' is not one of: transformers, vllm"),
     (["reward.backend=vllm"], "reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves"),
     (["reward.backend=vllm", "reward.judge=gvu"], "reward.backend=vllm writes and answers rubrics: it serves "

@@ -62,6 +62,11 @@ def test_fingerprint_sees_any_changed_bit_and_the_sync_check_names_the_actor():
     assert fingerprint(params[::-1]) != fingerprint(params)  # position matters, of tensors and of elements
     assert fingerprint([params[0].t().contiguous(), params[1]]) != fingerprint(params)
     assert fingerprint([params[0].flip(0), params[1]]) != fingerprint(params)
+    # added up bucket by bucket (a ZeRO-3 sender sees one whole bucket at a time): the same checksum
+    from actors.weight_sync import _MODULUS, fingerprint_of
+    three = params + [torch.randn(7)]
+    by_bucket = (fingerprint_of([(0, three[0]), (2, three[2])]) + fingerprint_of([(1, three[1])])) % _MODULUS
+    assert by_bucket == fingerprint(three)
     check_sync((3, 7), {"rollout-0": (3, 7), "rollout-1": (3, 7)})
     with pytest.raises(SyncError, match="rollout-1 holds version 2"):
         check_sync((3, 7), {"rollout-0": (3, 7), "rollout-1": (2, 7)})

@@ -26,6 +26,17 @@ def test_buckets_never_mix_dtypes_and_round_trip():
         unflatten(torch.zeros(5), group)
 
 
+def test_a_partitioned_sender_plans_the_buckets_of_the_whole_receiver():
+    """A ZeRO-3 parameter is an empty placeholder outside a gather; its plan must use its whole size."""
+    whole = [torch.ones(30), torch.ones(30), torch.ones(50)]
+    placeholders = []
+    for t in whole:
+        p = torch.nn.Parameter(torch.empty(0))
+        p.ds_numel = t.numel()
+        placeholders.append(p)
+    assert buckets_of(placeholders, bucket_bytes=240) == buckets_of(whole, bucket_bytes=240) == [[0, 1], [2]]
+
+
 def test_rubric_book_retries_then_falls_back_and_caches():
     calls = []
 

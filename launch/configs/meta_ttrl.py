@@ -108,7 +108,10 @@ class TrainerConfig:
     max_staleness: int = 1  # async: samples at most this many weight versions old; the pipeline runs this far ahead
     learners: int = 1  # K data-parallel learner ranks
     strategy: str = "torch"  # torch (AdamW, bucketed gradient all-reduce) | deepspeed (ZeRO over the learner ranks)
-    zero_stage: int = 2  # deepspeed: 1 (optimizer states sharded) or 2 (+ gradients)
+    zero_stage: int = 2  # deepspeed: 1 (optimizer states sharded), 2 (+ gradients) or 3 (+ parameters)
+    # deepspeed: merged into the DeepSpeed config the learner builds (e.g. {zero_optimization:
+    # {stage3_param_persistence_threshold: 0}}); batch sizes, clipping, optimizer and precision stay the job's
+    deepspeed: dict = field(default_factory=dict)
     introspectors: int = 1
     max_actor_restarts: int = 3  # per actor: Ray restarts a dead actor this often; the driver brings it up to date
     max_recoveries: int = 5  # actor failures the run survives in all (a learner's death rolls back to a checkpoint)
