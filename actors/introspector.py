@@ -35,7 +35,8 @@ def judge_model(reward_cfg, dtype: str, policy):
 class IntrospectorActor(Checkpointed):
     def __init__(self, model, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg):
         torch.set_num_threads(threads)
-        self.ref = load_adapter(model.path, dtype=model.dtype)  # the frozen policy: the KL term's reference
+        # the frozen policy: the KL term's reference, and (with its understanding) the judge of Meta-TTRL
+        self.ref = load_adapter(model.path, dtype=model.dtype, understanding=model.understanding_path)
         self.ref.freeze()
         self.a = judge_model(reward_cfg, model.dtype, self.ref)
         self.gen = self.ref.generator(seed)

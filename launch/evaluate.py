@@ -72,14 +72,14 @@ def load_prompts(split: str) -> list[dict]:
     return metas
 
 
-def load_adapter(checkpoint: str, device: str = "auto"):
+def load_adapter(checkpoint: str, device: str = "auto", understanding: str = ""):
     path = Path(checkpoint)
     if not any((path / f).is_file() for f in ("config.json", "model_index.json")):
         raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json (or a flow "
                         f"model's model_index.json) "
                         f"(the embedded model is {DEFAULT_CHECKPOINT})")
     try:
-        return loading.load_adapter(path, device=device)
+        return loading.load_adapter(path, device=device, understanding=understanding)
     except Exception as e:  # a user's directory: any failure to read it (truncated weights, bad JSON) is theirs
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"checkpoint {checkpoint!r} could not be loaded ({type(e).__name__}: {first})") from None

@@ -1,7 +1,11 @@
-"""Two Meta-TTRL steps at Janus-Pro's real shapes (576 image tokens at 384 px, the real vocabulary, codebook and
-widths; few layers; random weights) on whatever GPUs this machine has, then the stage timings per step.
+"""Two Meta-TTRL steps at a real model's shapes (few layers, random weights) on whatever GPUs this machine has,
+then the stage timings per step:
+- Janus-Pro (`width=janus_pro_7b|janus_pro_1b`): 576 image tokens at 384 px, the real vocabulary, codebook, widths;
+- Qwen-Image (`width=qwen_image`): the 20B MMDiT's widths, its VAE, a Qwen2.5-VL-7B-wide text encoder and judge,
+  512 px (1024 latent tokens), 10 SDE steps.
 
-    python launch/gpu_smoke.py [width=janus_pro_7b|janus_pro_1b|tiny] [layers=2] [steps=2] [key=value ...]
+    python launch/gpu_smoke.py [width=janus_pro_7b|janus_pro_1b|qwen_image|tiny|qwen_image_tiny] [layers=2]
+                               [steps=2] [key=value ...]
 
 Other `key=value` pairs pass to the job (e.g. trainer.strategy=deepspeed). Placement: with three or more GPUs
 each role gets one; with one or two, the roles share GPU 0 (fractions) and the weight sync uses gloo through
@@ -29,11 +33,16 @@ WIDTHS = {  # Janus-Pro's text, vision and VQ widths (layers are set separately)
     "janus_pro_1b": dict(hidden=2048, heads=16, intermediate=5632),
     "tiny": dict(hidden=32, heads=2),
 }
+FLOW_WIDTHS = {"qwen_image": "1024 latent tokens at 512 px", "qwen_image_tiny": "256 latent tokens at 64 px"}
 STAGES = ("rollout_s", "judge_s", "wait_s", "train_s", "sync_s", "step_s")
 
 
 def build_model(path: Path, width: str, layers: int, dtype: torch.dtype) -> None:
-    from models import janus_pro_like
+    from models import flow_like, janus_pro_like
+    if width == "qwen_image":
+        return flow_like.qwen_image_shape(path, layers, dtype)
+    if width == "qwen_image_tiny":
+        return flow_like.build(path, family="qwen_image")
     shape = dict(WIDTHS[width], layers=layers)
     if width != "tiny":
         shape |= dict(vocab_size=janus_pro_like.REAL["vocab_size"], codebook=janus_pro_like.REAL["codebook"],
@@ -64,8 +73,8 @@ def main(argv: list[str]) -> dict:
             own[key] = value
         else:
             passed.append(arg)
-    if own["width"] not in WIDTHS:
-        raise UserError(f"width {own['width']!r} is not one of: {', '.join(WIDTHS)}")
+    if own["width"] not in WIDTHS | FLOW_WIDTHS:
+        raise UserError(f"width {own['width']!r} is not one of: {', '.join(WIDTHS | FLOW_WIDTHS)}")
     from launch import meta_ttrl
     gpus = torch.cuda.device_count()
     dtype = torch.bfloat16 if gpus else torch.float32
@@ -80,7 +89,8 @@ def main(argv: list[str]) -> dict:
                         f"run.dir={run_dir}"] + placement(gpus) + passed)
         metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     device = torch.cuda.get_device_name(0) if gpus else "CPU"
-    print(f"\ngpu smoke: {own['width']} widths, {own['layers']} layers, 576 image tokens at 384 px, {gpus} GPU(s) "
+    shape = FLOW_WIDTHS.get(own["width"], "576 image tokens at 384 px")
+    print(f"\ngpu smoke: {own['width']} widths, {own['layers']} layers, {shape}, {gpus} GPU(s) "
           f"({device}); model built and saved in {built:.1f} s")
     print("step " + " ".join(f"{s:>10}" for s in STAGES))
     for m in metrics:

@@ -57,7 +57,7 @@ def check(cfg):
     """Every user error in the config that can be seen before a cluster starts, as one line; returns the model
     adapter's structure (checked once here, weights unread, so a missing or broken checkpoint fails in one line;
     a 7B model is not loaded into the driver)."""
-    adapter = load_adapter(cfg.model.path, device="meta")
+    adapter = load_adapter(cfg.model.path, device="meta", understanding=cfg.model.understanding_path)
     try:
         resolve_dtype(cfg.model.dtype, torch.device("cpu"))
     except ValueError as e:
@@ -72,6 +72,9 @@ def check(cfg):
     if cfg.sync.bucket_mb <= 0:
         raise UserError(f"sync.bucket_mb must be > 0, got {cfg.sync.bucket_mb}")
     check_reward(cfg)
+    if getattr(adapter, "understanding", True) is None and own_understanding_needed(cfg.reward):
+        raise UserError(f"{cfg.model.path} has no VLM (an SD3/FLUX pipeline) and reward.judge={cfg.reward.judge} "
+                        f"asks the policy's own understanding: set model.understanding_path=<a Qwen2.5-VL directory>")
     if adapter.token_grid is None and cfg.reward.judge in ("srum", "gvu"):
         raise UserError(f"reward.judge={cfg.reward.judge} needs a token-based generator (the Janus adapter); "
                         f"{cfg.model.path} is a flow model: use rubric, vqa_rubric, oracle or server")
@@ -86,6 +89,11 @@ def check(cfg):
         raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
                         "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
     return adapter
+
+
+def own_understanding_needed(r) -> bool:
+    """Whether the judge writes or answers rubrics with the policy's own (frozen) understanding."""
+    return r.judge not in ("oracle", "server") and not r.model_path and r.backend != "vllm"
 
 
 def check_reward(cfg) -> None:
@@ -151,6 +159,8 @@ def check_vllm(r) -> None:
 def check_prompts(adapter, metas: list[dict], where: str, max_new_tokens: int) -> None:
     """Every prompt must fit the model's context in each of its uses (image, rubric, fallback question)."""
     from rewards.rubric import SCHEMA_INSTRUCTION
+    if getattr(adapter, "understanding", True) is None:
+        return  # an SD3/FLUX pipeline judged by another model: no rubric passes through the policy's context
     for n, meta in enumerate(metas, start=1):
         needed = adapter.positions_needed(meta["prompt"], SCHEMA_INSTRUCTION, max_new_tokens)
         if needed > adapter.max_positions:

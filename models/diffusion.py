@@ -1,15 +1,18 @@
-"""Diffusion adapter: a diffusers flow transformer (SD3-family call signature) sampled as an SDE with per-step
-Gaussian log-probs (models/flow_sde.py), CFG identical in sampling and in the teacher-forced log-prob, a
-configurable subset of trained steps, and VAE decoding.
+"""Diffusion adapter: a diffusers flow transformer (SD3, Qwen-Image or FLUX; models/flow_families.py) sampled as
+an SDE with per-step Gaussian log-probs (models/flow_sde.py), guidance identical in sampling and in the
+teacher-forced log-prob, a configurable subset of trained steps, and VAE decoding.
 
-Prompts are encoded by the understanding model's text side (Qwen-Image's design: the VLM's last hidden states
-are the prompt embedding; pooled = their masked mean), through a `text_encoder(prompts) -> (states, mask)`.
+Prompts become a `TextCondition` (models/flow_text.py): the understanding VLM's last hidden states when the
+pipeline's text encoder is a Qwen2.5-VL (Qwen-Image's design, and our own flow layout), else the published
+pipeline's CLIP/T5 encoders (SD3, FLUX) through diffusers' own `encode_prompt`.
 What `sample` returns as `tokens` is the SDE trajectory, (N, S + 1, C, h, w): the learner recomputes the trained
 steps' log-probs from it, exactly as the Janus adapter does from image tokens.
 
-On disk (diffusers pipeline layout): model_index.json, transformer/, vae/, text_encoder/ (the Qwen2.5-VL, with its
-tokenizer and image processor), and meta_ttrl.json {"backend": "flow", "flow": FlowSettings, "latent_channels",
-"latent_size"}. The understanding half of the protocol (rubric writing, Yes/No answers) is the VLM's.
+On disk (diffusers pipeline layout): model_index.json, transformer/, vae/, text_encoder/ (+ tokenizers, and for SD3
+and FLUX text_encoder_2/3), and optionally meta_ttrl.json {"backend": "flow", "flow": FlowSettings,
+"latent_channels", "latent_size"} (without it: Flow-GRPO's defaults, `default_meta`). The understanding half of the
+protocol (rubric writing, Yes/No answers) is a Qwen2.5-VL's: the pipeline's own text encoder, or for SD3 and FLUX
+the one at `understanding` (config: model.understanding_path).
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ import torch
 
 from models.flow_families import FAMILIES, VAES, SD3Family
 from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
+from models.flow_text import PIPELINES, PipelineText, TextCondition, vlm_encoder
 from models.adapter import GeneratorAdapter, resolve_device, resolve_dtype
 from models.janus import ImageSamples, to_uint8
 
 ADAPTER_FILE = "meta_ttrl.json"
+
+
+class NoUnderstanding(RuntimeError):
+    """A flow pipeline without a VLM was asked to understand (rubrics, Yes/No answers)."""
 SUPPORTED_TRANSFORMERS = tuple(FAMILIES)  # the call signatures models/flow_families.py knows
+VLM_TEXT_ENCODERS = ("Qwen2_5_VLForConditionalGeneration",)  # a text encoder that also understands images
 
 
 @dataclass
@@ -55,15 +64,22 @@ def check_flow_dir(path: Path) -> tuple[dict, dict]:
     pipeline without meta_ttrl.json (e.g. Qwen/Qwen-Image as published) gets `default_meta`."""
     missing = [p for p in ("model_index.json", "transformer", "vae", "text_encoder") if not (path / p).exists()]
     if missing:
-        raise FileNotFoundError(f"{path} is not a flow model: it lacks {missing} (diffusers pipeline layout with a "
-                                f"Qwen2.5-VL text encoder)")
+        raise FileNotFoundError(f"{path} is not a flow model: it lacks {missing} (diffusers pipeline layout)")
     index = json.loads((path / "model_index.json").read_text())
     kind = (index.get("transformer") or [None, None])[1]
     if kind not in SUPPORTED_TRANSFORMERS:
-        raise ValueError(f"{path}: transformer class {kind!r} is not supported yet; supported: "
-                         f"{', '.join(SUPPORTED_TRANSFORMERS)} (FLUX's call signature is not wired)")
+        raise ValueError(f"{path}: transformer class {kind!r} is not supported; supported: "
+                         f"{', '.join(SUPPORTED_TRANSFORMERS)}")
+    if not has_own_vlm(index) and index.get("_class_name") not in PIPELINES:
+        raise ValueError(f"{path}: its text encoder {index['text_encoder'][1]!r} is not a Qwen2.5-VL and its pipeline "
+                         f"{index.get('_class_name')!r} is not one whose text encoders are wired "
+                         f"({', '.join(PIPELINES)})")
     meta_file = path / ADAPTER_FILE
     return index, json.loads(meta_file.read_text()) if meta_file.is_file() else default_meta(path)
+
+
+def has_own_vlm(index: dict) -> bool:
+    return (index.get("text_encoder") or [None, None])[1] in VLM_TEXT_ENCODERS
 
 
 def default_meta(path: Path, resolution: int = 512) -> dict:
@@ -71,7 +87,8 @@ def default_meta(path: Path, resolution: int = 512) -> dict:
     an 8x VAE; the time shift from the pipeline's scheduler config (Qwen-Image's resolution-dependent shift:
     exp(mu), mu interpolated in the image's token count)."""
     latent = resolution // 8
-    channels = json.loads((path / "transformer" / "config.json").read_text()).get("out_channels") or 16
+    vae = json.loads((path / "vae" / "config.json").read_text())
+    channels = vae.get("latent_channels") or vae.get("z_dim") or 16
     shift = 3.0
     sched = path / "scheduler" / "scheduler_config.json"
     if sched.is_file():
@@ -89,6 +106,7 @@ def default_meta(path: Path, resolution: int = 512) -> dict:
 class DiffusionAdapter(GeneratorAdapter):
     def __init__(self, transformer, vae, text_encoder, settings: FlowSettings, latent_channels: int,
                  latent_size: int, understanding=None, family=None):
+        """`text_encoder`: prompts -> TextCondition (a PipelineText, or `vlm_encoder` of `understanding`)."""
         self.transformer, self.vae, self.encode_text = transformer, vae, text_encoder
         self.family = family or FAMILIES.get(type(transformer).__name__, SD3Family())
         self.understanding = understanding  # answers and writes rubrics (the VLM); None in pure-sampling uses
@@ -101,7 +119,9 @@ class DiffusionAdapter(GeneratorAdapter):
         self.trained = list(settings.trained_steps) or list(range(settings.steps))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto") -> "DiffusionAdapter":
+    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
+                        understanding: str | Path | None = None) -> "DiffusionAdapter":
+        """`understanding`: a Qwen2.5-VL directory for pipelines without one (SD3, FLUX); ignored otherwise."""
         import diffusers
 
         from models.qwen_vl import QwenVLUnderstanding
@@ -110,28 +130,38 @@ class DiffusionAdapter(GeneratorAdapter):
         kind = index["transformer"][1]
         transformer_cls, vae_cls = getattr(diffusers, kind), getattr(diffusers, VAES[kind])
         settings, family = FlowSettings(**meta["flow"]), FAMILIES[kind]
+        own = has_own_vlm(index)
+        vlm_path = path / "text_encoder" if own else (Path(understanding) if understanding else None)
         device = resolve_device(device)
         if device.type == "meta":  # a driver's check: configs only
             with torch.device("meta"):
                 transformer = transformer_cls.from_config(transformer_cls.load_config(path / "transformer"))
             return cls(transformer, None, None, settings, meta["latent_channels"], meta["latent_size"],
-                       QwenVLUnderstanding.shell(path / "text_encoder"), family)
+                       QwenVLUnderstanding.shell(vlm_path) if vlm_path else None, family)
         dtype = resolve_dtype(dtype, device)
         load = dict(torch_dtype=dtype, low_cpu_mem_usage=False)
         transformer = transformer_cls.from_pretrained(path / "transformer", **load).to(device).eval()
         vae = vae_cls.from_pretrained(path / "vae", **load).to(device).eval()
-        vlm = QwenVLUnderstanding.from_pretrained(path / "text_encoder", device, dtype)
-        encode = vlm.text_encoder(family.prompt_template, settings.text_tokens)
+        vlm = QwenVLUnderstanding.from_pretrained(vlm_path, device, dtype) if vlm_path else None
+        encode = (vlm_encoder(vlm, family.prompt_template, settings.text_tokens) if own else
+                  PipelineText.from_pretrained(path, index["_class_name"], device, dtype, settings.text_tokens))
         return cls(transformer, vae, encode, settings, meta["latent_channels"], meta["latent_size"], vlm, family)
 
     def save_pretrained(self, path: str | Path) -> None:
+        """The pipeline's layout: a published SD3/FLUX pipeline keeps its text encoders, tokenizers and scheduler
+        (and is saved without its separate understanding VLM, which the config names)."""
         path = Path(path)
+        if isinstance(self.encode_text, PipelineText):
+            self.encode_text.save_pretrained(path)  # writes the pipeline's model_index.json, completed below
+            index = json.loads((path / "model_index.json").read_text())
+        else:
+            self.understanding.save_pretrained(path / "text_encoder")
+            index = {"_class_name": "MetaTTRLFlowPipeline",
+                     "text_encoder": ["transformers", type(self.understanding.model).__name__]}
         self.transformer.save_pretrained(path / "transformer")
         self.vae.save_pretrained(path / "vae")
-        self.understanding.save_pretrained(path / "text_encoder")
-        index = {"_class_name": "MetaTTRLFlowPipeline", "transformer": ["diffusers", type(self.transformer).__name__],
-                 "vae": ["diffusers", type(self.vae).__name__],
-                 "text_encoder": ["transformers", type(self.understanding.model).__name__]}
+        index |= {"transformer": ["diffusers", type(self.transformer).__name__],
+                  "vae": ["diffusers", type(self.vae).__name__]}
         (path / "model_index.json").write_text(json.dumps(index, indent=1))
         meta = {"backend": "flow", "flow": asdict(self.s), "latent_channels": self.channels, "latent_size": self.size}
         (path / ADAPTER_FILE).write_text(json.dumps(meta, indent=1))
@@ -149,42 +179,49 @@ class DiffusionAdapter(GeneratorAdapter):
         return [(f"transformer.{n}", p) for n, p in self.transformer.named_parameters()]
 
     def freeze(self) -> None:
-        for m in (self.transformer, self.vae, self.understanding and self.understanding.model):
-            if m is not None:
+        text = self.encode_text.pipe.components.values() if isinstance(self.encode_text, PipelineText) else ()
+        for m in (self.transformer, self.vae, self.understanding and self.understanding.model, *text):
+            if isinstance(m, torch.nn.Module):
                 m.requires_grad_(False)
 
     def train(self, mode: bool = True) -> None:
         self.transformer.train(mode)
 
     # ---- understanding (the VLM's) --------------------------------------------------------------------
+    @property
+    def vlm(self):
+        if self.understanding is None:
+            raise NoUnderstanding("this SD3/FLUX pipeline has no VLM to write and answer rubrics: set "
+                                  "model.understanding_path=<a Qwen2.5-VL directory>")
+        return self.understanding
+
     def image_features(self, images):
-        return self.understanding.image_features(images)
+        return self.vlm.image_features(images)
 
     def answer_probs(self, images, questions, image_index=None, features=None):
-        return self.understanding.answer_probs(images, questions, image_index, features)
+        return self.vlm.answer_probs(images, questions, image_index, features)
 
     def write(self, prompts, instruction, max_new_tokens=96, temperature=0.0, generator=None):
-        return self.understanding.write(prompts, instruction, max_new_tokens, temperature, generator)
+        return self.vlm.write(prompts, instruction, max_new_tokens, temperature, generator)
 
     @property
     def token_grid(self):
         return None  # no image tokens: SRUM's token-level maps do not apply (its flow loss is not wired yet)
 
     def positions_needed(self, prompt: str, instruction: str, max_new_tokens: int) -> int:
-        return self.understanding.positions_needed(prompt, instruction, max_new_tokens)
+        return self.vlm.positions_needed(prompt, instruction, max_new_tokens)
 
     @property
     def max_positions(self) -> int:
-        return self.understanding.max_positions
+        return self.vlm.max_positions
 
-    def _conditions(self, prompts: list[str]):
-        """Prompt states and masks for [cond rows; uncond rows] (uncond: the empty prompt)."""
-        states, mask = self.encode_text(prompts + [""] * len(prompts))
-        return states.to(self.device), mask.to(self.device)
+    def _conditions(self, prompts: list[str]) -> TextCondition:
+        """The prompts' conditioning, rows [cond; uncond] (uncond: the empty prompt)."""
+        return self.encode_text(prompts + [""] * len(prompts)).to(self.device)
 
-    def velocity(self, x: torch.Tensor, t: float, states, mask, guidance: float) -> torch.Tensor:
-        """Guided velocity at time t for latents x (B, C, h, w); `states`/`mask` hold cond then uncond rows."""
-        return self.family.velocity(self.transformer, x, t, states, mask, guidance)
+    def velocity(self, x: torch.Tensor, t: float, cond: TextCondition, guidance: float) -> torch.Tensor:
+        """Guided velocity at time t for latents x (B, C, h, w); `cond` holds cond then uncond rows."""
+        return self.family.velocity(self.transformer, x, t, cond, guidance)
 
     @torch.no_grad()
     def sample(self, prompts: list[str], n: int = 1, guidance: float = 4.5, temperature: float = 1.0,
@@ -194,11 +231,11 @@ class DiffusionAdapter(GeneratorAdapter):
         if shift is not None:
             raise ValueError("MILR's latent shift is defined for the Janus adapter only")
         prompts = [p for p in prompts for _ in range(n)]
-        states, mask = self._conditions(prompts)
+        cond = self._conditions(prompts)
         x = torch.randn(len(prompts), self.channels, self.size, self.size, generator=generator, device=self.device)
         path, logprobs = [x], []
         for i in range(self.s.steps):
-            v = self.velocity(x, self.t[i], states, mask, guidance)
+            v = self.velocity(x, self.t[i], cond, guidance)
             x, lp = sde_step(x, v, self.t[i], self.t[i + 1], self.t_cap, self.s.noise_level, generator)
             path.append(x)
             logprobs.append(lp)
@@ -209,10 +246,10 @@ class DiffusionAdapter(GeneratorAdapter):
                        temperature: float = 1.0, shift=None) -> torch.Tensor:
         """Teacher-forced log-probs (with grad) of the trained steps of recorded trajectories: (N, len(trained))."""
         trajectory = trajectory.to(self.device)
-        states, mask = self._conditions(prompts)
+        cond = self._conditions(prompts)
         out = []
         for i in self.trained:
-            v = self.velocity(trajectory[:, i], self.t[i], states, mask, guidance)
+            v = self.velocity(trajectory[:, i], self.t[i], cond, guidance)
             mean, std = sde_mean_std(trajectory[:, i].float(), v, self.t[i], self.t[i + 1], self.t_cap,
                                      self.s.noise_level)
             out.append(gaussian_logprob(trajectory[:, i + 1], mean, std))

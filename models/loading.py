@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 
 
-def load_adapter(path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto"):
+def load_adapter(path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
+                 understanding: str | Path | None = None):
+    """`understanding`: the Qwen2.5-VL of a flow pipeline that has none (SD3, FLUX); unused by other models."""
     from models.diffusion import DiffusionAdapter, is_flow_dir
     from models.janus import JanusAdapter
     if is_flow_dir(Path(path)):
-        return DiffusionAdapter.from_pretrained(path, device=device, dtype=dtype)
+        return DiffusionAdapter.from_pretrained(path, device=device, dtype=dtype, understanding=understanding or None)
     return JanusAdapter.from_pretrained(path, device=device, dtype=dtype)

@@ -63,3 +63,37 @@ def test_subprocess_error_has_no_traceback():
     proc = subprocess.run([sys.executable, "launch/evaluate.py", "nope=1"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown config key 'nope'")
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """A tiny directory of each layout the shipped configs are written for."""
+    from models import flow_like, janus_pro_like, qwen_vl_like
+    root = tmp_path_factory.mktemp("layouts")
+    model, tok = janus_pro_like.build(seed=0)
+    model.save_pretrained(root / "janus_pro")
+    tok.save_pretrained(root / "janus_pro")
+    return {"janus_pro": root / "janus_pro", "qwen_image": flow_like.build(root / "qwen_image", family="qwen_image"),
+            "flux": flow_like.published_pipeline(root / "flux", "flux"),
+            "sd3": flow_like.published_pipeline(root / "sd3", "sd3_pipeline"),
+            "vlm": qwen_vl_like.save(root / "vlm")}
+
+
+@pytest.mark.parametrize("config, layout", [("janus_pro_7b", "janus_pro"), ("janus_pro_1b", "janus_pro"),
+                                            ("qwen_image", "qwen_image"), ("flux_dev", "flux"),
+                                            ("sd35_medium", "sd3")])
+def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
+    """Each launch/configs/*.yaml is a valid layer for its model kind: keys, strategy, placement arithmetic,
+    the judge's understanding (the CLIP/T5 pipelines need model.understanding_path, and say so)."""
+    from launch import meta_ttrl
+    from launch.cli import UserError, parse_config
+    from launch.configs.meta_ttrl import MetaTTRLConfig
+    argv = [f"config={ROOT / 'launch' / 'configs' / config}.yaml", f"model.path={model_dirs[layout]}"]
+    if layout in ("flux", "sd3"):
+        with pytest.raises(UserError, match="set model.understanding_path="):
+            meta_ttrl.check(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
+        argv.append(f"model.understanding_path={model_dirs['vlm']}")
+    adapter = meta_ttrl.check(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
+    assert adapter.max_positions > 0
+    assert sorted(p.stem for p in (ROOT / "launch" / "configs").glob("*.yaml")) == [
+        "flux_dev", "janus_pro_1b", "janus_pro_7b", "qwen_image", "sd35_medium"]  # a new config gets a row here

@@ -1,5 +1,6 @@
-"""The flow-model SDE (Flow-GRPO's per-step Gaussian log-probs) by hand, and the diffusion adapter on a tiny SD3
-transformer + tiny VAE, conditioned on a tiny Qwen2.5-VL's text states (Qwen-Image's design)."""
+"""The flow-model SDE (Flow-GRPO's per-step Gaussian log-probs) by hand, and the diffusion adapter on tiny SD3,
+Qwen-Image and FLUX transformers + tiny VAEs, conditioned on a tiny Qwen2.5-VL's text states (Qwen-Image's design)
+or on a published pipeline's own CLIP/T5 encoders (SD3, FLUX; their rubrics from a separate tiny Qwen2.5-VL)."""
 import math
 
 import pytest
@@ -40,8 +41,10 @@ def tiny_qwen_text_encoder():
     vlm = Qwen2_5_VLForConditionalGeneration(cfg).eval().requires_grad_(False)
 
     def encode(prompts):
+        from models.flow_text import TextCondition
         enc = tok(["<bos> " + p for p in prompts], padding=True, return_tensors="pt", add_special_tokens=False)
-        return vlm.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state, enc.attention_mask
+        states = vlm.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        return TextCondition(states, enc.attention_mask, states.mean(1))
     return encode
 
 
@@ -119,12 +122,20 @@ def test_flow_model_directory_round_trip_and_vlm_answers(tmp_path, family):
     assert torch.allclose(both, torch.ones(2))  # Eq. 5 normalises over {Yes, No}
 
 
-def test_two_step_meta_ttrl_job_on_the_flow_backend(ray_local, flow_dir, tmp_path):
-    """Rollouts sample SDE trajectories, the tiny Qwen2.5-VL writes and answers the rubric, GRPO trains the
-    trained steps, the weight sync (checksummed every step) carries the transformer."""
+@pytest.mark.parametrize("model", ["qwen_vl_conditioned", pytest.param("flux", marks=pytest.mark.slow)])
+def test_two_step_meta_ttrl_job_on_the_flow_backend(ray_local, flow_dir, vlm_dir, tmp_path, model):
+    """Rollouts sample SDE trajectories, the tiny Qwen2.5-VL writes and answers the rubric (the flow model's own
+    text encoder, or FLUX's separate `model.understanding_path`), GRPO trains the trained steps, the weight sync
+    (checksummed every step) carries the transformer."""
     import json
     from launch import meta_ttrl
-    meta_ttrl.main([f"model.path={flow_dir}", "trainer.steps=2", "data.prompts_per_step=2", "rollout.group_size=2",
+    from models import flow_like
+    if model == "flux":
+        with pytest.raises(meta_ttrl.UserError, match="has no VLM .* set model.understanding_path="):
+            meta_ttrl.main([f"model.path={flow_like.published_pipeline(tmp_path / 'flux', 'flux')}",
+                            f"run.dir={tmp_path / 'refused'}"])
+    path = flow_dir if model != "flux" else f"{tmp_path / 'flux'} model.understanding_path={vlm_dir}"
+    meta_ttrl.main([*f"model.path={path}".split(), "trainer.steps=2", "data.prompts_per_step=2", "rollout.group_size=2",
                     "rollout.guidance=4.0", "grpo.lr=1e-2", "rubric.max_new_tokens=8", "data.heldout=",
                     "data.eval_max_prompts=1", "data.eval_samples=1", "run.grid_prompts=0", "run.wandb=disabled",
                     f"run.dir={tmp_path}"])
@@ -147,8 +158,13 @@ def test_broken_flow_directories_say_what_is_wrong(flow_dir, tmp_path):
     from models.diffusion import check_flow_dir
     copy = shutil.copytree(flow_dir, tmp_path / "copy")
     index = json.loads((copy / "model_index.json").read_text())
-    (copy / "model_index.json").write_text(json.dumps({**index, "transformer": ["diffusers", "FluxTransformer2DModel"]}))
-    with pytest.raises(ValueError, match="transformer class 'FluxTransformer2DModel' is not supported yet"):
+    (copy / "model_index.json").write_text(json.dumps({**index, "transformer": ["diffusers", "CogView4Transformer2DModel"]}))
+    with pytest.raises(ValueError, match="transformer class 'CogView4Transformer2DModel' is not supported; supported: "
+                                         "SD3Transformer2DModel, QwenImageTransformer2DModel, FluxTransformer2DModel"):
+        check_flow_dir(copy)
+    (copy / "model_index.json").write_text(json.dumps({**index, "text_encoder": ["transformers", "CLIPTextModel"]}))
+    with pytest.raises(ValueError, match="its text encoder 'CLIPTextModel' is not a Qwen2.5-VL and its pipeline "
+                                         "'MetaTTRLFlowPipeline' is not one whose text encoders are wired"):
         check_flow_dir(copy)
     shutil.rmtree(copy / "vae")
     with pytest.raises(FileNotFoundError, match=r"is not a flow model: it lacks \['vae'\]"):
@@ -182,3 +198,55 @@ def test_a_published_qwen_image_layout_loads_with_default_flow_settings(tmp_path
     assert meta["flow"]["steps"] == 10 and meta["flow"]["noise_level"] == 0.7
     shell = load_adapter(path, device="meta")
     assert shell.family.name == "qwen_image" and shell.max_positions == 1024
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    from models import qwen_vl_like
+    return qwen_vl_like.save(tmp_path_factory.mktemp("vlm") / "qwen_vl")
+
+
+@pytest.mark.parametrize("kind, family", [("flux", "flux"), ("sd3_pipeline", "sd3")])
+def test_published_sd3_and_flux_pipelines_use_their_own_text_encoders(tmp_path, vlm_dir, kind, family):
+    """FLUX (guidance-distilled: the scale is an input, one pass) and SD3 (true CFG) as diffusers saves them:
+    prompts through the pipeline's CLIP/T5 `encode_prompt`; sampled = teacher-forced log-probs, a row alone = in a
+    batch, another guidance scale differs, gradients reach the transformer; understanding comes from
+    `understanding` (model.understanding_path) and is refused in one line without it; save and reload keep it."""
+    from models import flow_like
+    from models.diffusion import NoUnderstanding
+    from models.flow_text import PipelineText
+    from models.loading import load_adapter
+    path = flow_like.published_pipeline(tmp_path / kind, kind)
+    bare = load_adapter(path)
+    assert bare.family.name == family and isinstance(bare.encode_text, PipelineText)
+    with pytest.raises(NoUnderstanding, match="set model.understanding_path="):
+        bare.write(["a red circle"], "write a rubric")
+    a = load_adapter(path, understanding=vlm_dir)
+    prompts = ["a photo of a red circle", "a photo of two blue squares to the left of a green triangle"]
+    out = a.sample(prompts, 1, 3.5, generator=a.generator(1))
+    assert out.images.shape == (2, 64, 64, 3) and out.logprobs.shape == (2, 4)
+    forced = a.image_logprobs(prompts, out.tokens, 3.5)
+    assert (forced.detach() - out.logprobs).abs().max() <= 1e-4
+    with torch.no_grad():
+        alone = a.image_logprobs(prompts[:1], out.tokens[:1], 3.5)
+        other = a.image_logprobs(prompts, out.tokens, 1.5)
+    assert (alone - out.logprobs[:1]).abs().max() <= 1e-4 and (other - out.logprobs).abs().max() > 1e-3
+    forced.sum().backward()
+    assert any(float(p.grad.abs().sum()) > 0 for p in a.transformer.parameters() if p.grad is not None)
+    yes_no = a.answer_probs(out.images, ["is there a circle?", "is there a square?"], [0, 1])
+    assert (yes_no > 0).all() and (yes_no.sum(-1) <= 1 + 1e-6).all()
+    a.save_pretrained(tmp_path / "saved")
+    again = load_adapter(tmp_path / "saved", understanding=vlm_dir)
+    with torch.no_grad():
+        assert torch.equal(again.image_logprobs(prompts, out.tokens, 3.5), forced.detach())
+
+
+@pytest.mark.slow
+def test_gpu_smoke_runs_two_meta_ttrl_steps_on_the_qwen_image_layout(ray_local, capsys):
+    """launch/gpu_smoke.py's flow path at tiny widths on the CPU (width=qwen_image builds the real shapes)."""
+    from launch import gpu_smoke
+    result = gpu_smoke.main(["width=qwen_image_tiny", "grpo.lr=1e-2", "rollout.group_size=2",
+                             "data.prompts_per_step=1", "rubric.max_new_tokens=8"])
+    steps = result["steps"]
+    assert [s["step"] for s in steps] == [0, 1] and all(s["updates"] >= 1 for s in steps) and steps[1]["kl"] > 0
+    assert "gpu smoke: qwen_image_tiny widths, 2 layers, 256 latent tokens at 64 px, 0 GPU(s)" in capsys.readouterr().out

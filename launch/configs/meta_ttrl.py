@@ -17,6 +17,9 @@ class ModelConfig:
     path: str = str(ROOT / "models" / "toy_umm")
     threads: int = 1  # torch CPU threads per actor
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
+    # a flow pipeline whose text encoders cannot see images (SD3, FLUX): the Qwen2.5-VL directory that writes and
+    # answers its rubrics (Qwen-Image and Janus models understand with their own weights: leave empty)
+    understanding_path: str = ""
 
 
 @dataclass
