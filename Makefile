@@ -12,13 +12,17 @@ QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 .PHONY: install run test test-slow pretrain clean
 
+# --no-compile: no byte-compiling of every installed file (torch, transformers, ray: minutes on 2 cores); the
+# modules a run imports are compiled once, on first import.
+PIP := $(PY) -m pip install -q --no-compile
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip $(QUIET)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(QUIET)
+	$(PIP) --upgrade pip $(QUIET)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) "$(TORCH_SPEC)" $(QUIET)
 	# deepspeed ships as a source package: built against the venv's torch (isolation would fetch a CUDA torch)
-	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.15" $(QUIET)
-	$(PY) -m pip install -q -e ".[dev,deepspeed]" $(QUIET)
+	DS_BUILD_OPS=0 $(PIP) --no-build-isolation "deepspeed>=0.15" $(QUIET)
+	$(PIP) -e ".[dev,deepspeed]" $(QUIET)
 	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, deepspeed, toyworld, models"
 	touch $(STAMP)
 

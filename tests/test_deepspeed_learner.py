@@ -31,27 +31,38 @@ def one_update(ray_local, overrides: list[str]) -> tuple[dict, dict]:
     return first, {k: v.numel() for k, v in tensors.items()}
 
 
-def test_zero2_and_zero3_over_two_ranks_match_the_torch_strategy(ray_local):
+@pytest.fixture(scope="module")
+def torch_update(ray_local):
     plain, _ = one_update(ray_local, ["trainer.strategy=torch"])
-    zero2, _ = one_update(ray_local, ["trainer.strategy=deepspeed", "trainer.zero_stage=2"])
-    zero3, held = one_update(ray_local, ZERO3_ALL_PARTITIONED)
     from models.janus import JanusAdapter
     from launch.configs.meta_ttrl import ModelConfig
     initial = JanusAdapter.from_pretrained(ModelConfig().path).weights()
-    moved = max(float((plain[n] - initial[n]).abs().max()) for n in plain)
+    return plain, max(float((plain[n] - initial[n]).abs().max()) for n in plain)
+
+
+@pytest.mark.slow  # measured 1.5e-8 on a change of 1.0e-3; the default suite runs ZeRO-3 (the harder case)
+def test_zero2_over_two_ranks_matches_the_torch_strategy(ray_local, torch_update):
+    plain, moved = torch_update
+    zero2, _ = one_update(ray_local, ["trainer.strategy=deepspeed", "trainer.zero_stage=2"])
     gap2 = max(float((plain[n] - zero2[n]).abs().max()) for n in plain)
+    print(f"\nlargest weight change {moved:.3e}; largest ZeRO-2 vs torch difference {gap2:.3e}")
+    assert moved > 1e-4 and gap2 < 1e-3 * moved, (moved, gap2)
+
+
+def test_zero3_over_two_ranks_matches_the_torch_strategy(ray_local, torch_update):
+    plain, moved = torch_update
+    zero3, held = one_update(ray_local, ZERO3_ALL_PARTITIONED)
     gap3 = max(float((plain[n] - zero3[n]).abs().max()) for n in plain)
     diff3 = torch.cat([(plain[n] - zero3[n]).abs().flatten() for n in plain])
     off3 = float((diff3 > 1e-3 * moved).float().mean())
     whole = sum(t.numel() for t in plain.values())
     shard = sum(v for k, v in held.items() if k.startswith("param_shard."))
-    print(f"\nlargest weight change {moved:.3e}; largest difference to torch: ZeRO-2 {gap2:.3e}, ZeRO-3 {gap3:.3e};"
-          f" ZeRO-3 rank 0 holds {shard} of {whole} trained elements; {off3:.1e} of them differ by > 1e-3 of it")
-    assert moved > 1e-4 and gap2 < 1e-3 * moved, (moved, gap2)
+    print(f"\nlargest weight change {moved:.3e}; largest ZeRO-3 vs torch difference {gap3:.3e}; ZeRO-3 rank 0 holds "
+          f"{shard} of {whole} trained elements; {off3:.1e} of them differ by > 1e-3 of it")
     # ZeRO-3 reduces gradients in another order (reduce-scatter of partitions); on AdamW's first step an element's
     # update is lr g / (|g| + eps), so elements whose gradient is near eps amplify those last-bit differences:
     # measured 75 of 1.5M elements above 1e-6, the rest within 7.5e-9
-    assert off3 < 1e-4 and gap3 < 0.05 * moved, (moved, off3, gap3)
+    assert moved > 1e-4 and off3 < 1e-4 and gap3 < 0.05 * moved, (moved, off3, gap3)
     assert not any(k.startswith("param.") for k in held)  # rank 0 never held the whole weights at rest
     assert whole / 2 <= shard <= whole / 2 + 2 * len(plain)  # half of each parameter (each rounded up)
 
