@@ -12,8 +12,9 @@ QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 .PHONY: install run test test-slow pretrain clean
 
-# --no-compile: no byte-compiling of every installed file (torch, transformers, ray: minutes on 2 cores); the
-# modules a run imports are compiled once, on first import.
+# pip byte-compiles every installed file one at a time (minutes for torch, transformers, ray on 2 cores);
+# compileall does it once at the end on every core. The .pyc files matter: with PYTHONDONTWRITEBYTECODE set (as on
+# this machine) nothing else would write them, and every process would recompile what it imports.
 PIP := $(PY) -m pip install -q --no-compile
 
 $(STAMP): pyproject.toml
@@ -23,6 +24,7 @@ $(STAMP): pyproject.toml
 	# deepspeed ships as a source package: built against the venv's torch (isolation would fetch a CUDA torch)
 	DS_BUILD_OPS=0 $(PIP) --no-build-isolation "deepspeed>=0.15" $(QUIET)
 	$(PIP) -e ".[dev,deepspeed]" $(QUIET)
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true  # a file that does not compile is pip's concern too
 	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, deepspeed, toyworld, models"
 	touch $(STAMP)
 
