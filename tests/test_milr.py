@@ -40,6 +40,7 @@ def test_sampling_with_a_shift_and_teacher_forcing_with_it_agree(tiny_adapter):
     assert (a.image_logprobs(rows, out.tokens, 3.0, 1.0, s) - out.logprobs).abs().max() <= 1e-4
 
 
+@pytest.mark.slow  # 21 s; the default suite runs MILR end to end (tests/test_methods_e2e.py)
 def test_search_raises_the_probability_of_what_the_judge_rewards(tiny_adapter):
     # the random head (weights ~0.02) barely feels its input: a shift of norm 100 along the exact gradient moved
     # the rewarded share from 0.50 to 0.62. Scaled up, it is as sensitive as a trained head.

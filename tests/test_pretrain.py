@@ -1,4 +1,5 @@
 """launch/pretrain_toy.py is deterministic by seed (tiny sizes, a few steps)."""
+import pytest
 from safetensors.torch import load_file
 
 from launch import pretrain_toy
@@ -7,6 +8,7 @@ TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codeboo
         "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false"]
 
 
+@pytest.mark.slow  # three pretraining runs (25 s); the default suite checks a full-size step's bitwise gradients
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         pretrain_toy.main(TINY + [f"out={tmp_path / name}", f"seed={seed}"])
