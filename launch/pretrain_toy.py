@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 from transformers import JanusForConditionalGeneration
 
-from launch.cli import parse_config, run_main
+from launch.cli import UserError, parse_config, run_main
 from models.janus import JanusAdapter, to_pixels
 from models.toy import RUBRIC_INSTRUCTION, TEMPLATES, build_tokenizer, toy_config
 from toyworld.evaluation import generation_score, rubric_quality, understanding_accuracy
-from toyworld.pretrain import (N_PATCH_TYPES, JointData, alignment_loss, finalize_codebook, generation_loss,
-                               kmeans_init, patch_types, random_scenes, reset_dead_codes, segment_loss,
-                               symbolic_features, text_loss, vq_loss, without_background)
+from toyworld.pretrain import (N_PATCH_TYPES, JointData, alignment_loss, code_usage, consolidate_codebook,
+                               finalize_codebook, generation_loss, kmeans_init, patch_types, random_scenes,
+                               reset_dead_codes, segment_loss, symbolic_features, text_loss, vq_loss,
+                               without_background)
 from toyworld.oracle import evaluate
 from toyworld.prompts import load_split, universe
 
@@ -44,8 +45,10 @@ class PretrainConfig:
     vq_lr: float = 2e-3
     vq_warmup_fraction: float = 0.0  # autoencoder steps before k-means seeds the codebook (0: off)
     vq_type_loss: bool = True  # auxiliary patch-type classifier on the VQ latents (see toyworld.pretrain.vq_loss)
+    consolidate_codes: bool = False  # one code per patch type after VQ (toyworld.pretrain.consolidate_codebook)
     symbolic_steps: int = 500  # understanding + rubrics on scenes written as word embeddings (no generation)
     joint_steps: int = 900  # then all tasks, understanding on the model's own vision features
+    gen_tag_balanced: bool = False  # generation prompts drawn tag by tag (else uniform over train prompts: 76% position)
     hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
     hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
     align_weight: float = 1.0
@@ -66,9 +69,10 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
-def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
+def train_vq(adapter: JanusAdapter, cfg, rng) -> float:
     """Optional autoencoder warm-up, a k-means codebook (from the encoder's latents at that point; at step 0
-    when the warm-up is off), then VQ with straight-through and dead-code resets."""
+    when the warm-up is off), then VQ with straight-through and dead-code resets, then (`consolidate_codes`) one
+    code per patch type. Returns the share of tokens whose code is their patch type."""
     vq = adapter.model.model.vqmodel.train()
     gen = torch.Generator().manual_seed(cfg.seed)
     prototypes = None
@@ -100,9 +104,21 @@ def train_vq(adapter: JanusAdapter, cfg, rng) -> None:
             print(f"vq {step + 1}/{cfg.vq_steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     finalize_codebook(vq)
     vq.eval().requires_grad_(False)
-    metas, _, images = random_scenes(rng, 120, pool)
+    if cfg.consolidate_codes:
+        _, objs, images = random_scenes(rng, 400, pool)
+        usage = code_usage(vq.encode(to_pixels(images)).image_tokens, patch_types(objs),
+                           vq.quantize.num_embeddings)
+        with torch.no_grad():
+            vq.quantize.embedding.weight.copy_(consolidate_codebook(vq.quantize.embedding.weight, usage))
+        print(f"codes per patch type before consolidation: background {int((usage[0] > 0).sum())}, objects "
+              f"{int((usage[1:] > 0).sum(1).min())}-{int((usage[1:] > 0).sum(1).max())}", flush=True)
+    metas, objs, images = random_scenes(rng, 120, pool)
     agree = sum(evaluate(img, m).correct for img, m in zip(adapter.reconstruct(images), metas)) / len(metas)
-    print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders", flush=True)
+    codes = vq.encode(to_pixels(images)).image_tokens.view(len(images), -1)
+    same = (codes == patch_types(objs)).float().mean().item()
+    print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders; code == patch type for "
+          f"{same:.2%} of their tokens", flush=True)
+    return same
 
 
 def understanding_losses(adapter: JanusAdapter, data: JointData, cfg, symbolic: bool) -> dict:
@@ -119,10 +135,11 @@ def understanding_losses(adapter: JanusAdapter, data: JointData, cfg, symbolic: 
             "align": cfg.align_weight * alignment_loss(real, words)}
 
 
-def train_joint(adapter: JanusAdapter, cfg) -> None:
+def train_joint(adapter: JanusAdapter, cfg, codes_are_types: bool = False) -> None:
     """Understanding first on symbolic images (the LM learns to match question words against scene words while
     the vision encoder learns to produce them), then on the model's own vision features with generation."""
-    model, data = adapter.model, JointData(adapter, cfg.seed + 1)
+    model, data = adapter.model, JointData(adapter, cfg.seed + 1, codes_are_types=codes_are_types,
+                                             tag_balanced=cfg.gen_tag_balanced)
     params = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
@@ -186,9 +203,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
                            codebook=cfg.codebook)
     adapter = JanusAdapter(JanusForConditionalGeneration(model_cfg), tok, TEMPLATES)
     t0 = time.time()
-    train_vq(adapter, cfg, rng)
+    codes_are_types = train_vq(adapter, cfg, rng) == 1.0 and cfg.consolidate_codes
+    if cfg.consolidate_codes and not codes_are_types:
+        print("warning: some codes differ from their patch type; generation targets come from the encoder")
     t_vq = time.time() - t0
-    train_joint(adapter, cfg)
+    train_joint(adapter, cfg, codes_are_types)
     wall = time.time() - t0
     adapter.save_pretrained(cfg.out)
     report = {"wall_s": round(wall, 1), "vq_s": round(t_vq, 1), **(measure(adapter, cfg) if cfg.measure_after else {})}
@@ -198,6 +217,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
 def main(argv: list[str]) -> None:
     cfg = parse_config(PretrainConfig, argv, "launch/pretrain_toy.py", __doc__)
+    if cfg.consolidate_codes and cfg.codebook < N_PATCH_TYPES:
+        raise UserError(f"consolidate_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
+                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set consolidate_codes=false")
     with deterministic(cfg.threads):
         report = pretrain(cfg)
     print(json.dumps(report))

@@ -45,3 +45,21 @@ def test_full_size_step_gives_bitwise_equal_gradients_twice():
     assert not torch.are_deterministic_algorithms_enabled()  # restored for the rest of the session
     assert first.keys() == second.keys() and "model.language_model.embed_tokens.weight" in first
     assert all(torch.equal(first[n], second[n]) for n in first)
+
+
+def test_a_codebook_smaller_than_the_patch_types_is_refused_before_training():
+    from launch.cli import UserError
+
+    with pytest.raises(UserError, match="codebook must be >= 61 .got 32.*consolidate_codes=false"):
+        pretrain_toy.main(["codebook=32", "consolidate_codes=true"])
+
+
+def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path, capsys):
+    """The options of the 2026-11-27 experiment (docs/results/toy_umm.md): after 3 VQ steps the codes are not yet
+    one per type, so the run says so and takes generation targets from the encoder (the fallback)."""
+    tiny = [a for a in TINY if not a.startswith("codebook=")]
+    pretrain_toy.main(tiny + ["codebook=64", "consolidate_codes=true", "gen_tag_balanced=true", f"out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "codes per patch type before consolidation" in out and "code == patch type for" in out
+    assert "warning: some codes differ from their patch type" in out
+    assert (tmp_path / "model.safetensors").is_file()

@@ -87,3 +87,44 @@ def test_symbolic_scene_holds_colour_shape_and_centre_words_on_object_tokens_onl
     last = int((batch.ids[0] != tiny_adapter.pad_id).sum()) - 1
     image_keys = attend[last, 1:65].view(8, 8)  # keys 1..64 are the image tokens after <bos>
     assert image_keys.sum() == 4 and image_keys[2, 1] and image_keys[3, 2] and attend[last, 0]
+
+
+def test_consolidated_codebook_puts_each_type_at_its_own_index_and_copies_synonyms():
+    import pytest
+
+    from toyworld.pretrain import N_PATCH_TYPES, code_usage, consolidate_codebook
+
+    n_codes = 80
+    codebook = torch.arange(n_codes * 2, dtype=torch.float32).view(n_codes, 2)  # every row distinct
+    canonical = [(7 * t) % N_PATCH_TYPES for t in range(N_PATCH_TYPES)]  # a permutation of 0..60
+    types = torch.tensor(list(range(N_PATCH_TYPES)) * 5 + [3, 0, 0])
+    codes = torch.tensor(canonical * 5 + [70, 75, 75])  # code 70: a synonym of type 3, code 75 of background
+    usage = code_usage(codes, types, n_codes)
+    assert usage[3, 21] == 5 and usage[3, 70] == 1 and usage[0, 75] == 2 and usage.sum() == len(codes)
+    out = consolidate_codebook(codebook, usage)
+    for t in range(N_PATCH_TYPES):
+        assert torch.equal(out[t], codebook[canonical[t]])
+    assert torch.equal(out[70], codebook[21])  # type 3's canonical entry (7 * 3 = 21)
+    assert torch.equal(out[75], codebook[0]) and torch.equal(out[61], codebook[0])  # background's; 61 was unused
+    usage[5] = 0
+    with pytest.raises(ValueError, match=r"patch types \[5\] never occurred"):
+        consolidate_codebook(codebook, usage)
+    with pytest.raises(ValueError, match="fewer codes"):
+        consolidate_codebook(codebook[:32], code_usage(codes % 32, types, 32))
+
+
+
+def test_tag_balanced_generation_data_draws_each_tag_equally_and_codes_can_be_patch_types(tiny_adapter):
+    from collections import Counter
+
+    from toyworld.prompts import TAGS
+
+    def tag_shares(data, n=1200):
+        seen = Counter(m["tag"] for m in data.generation_metas(n))
+        return {t: seen[t] / n for t in TAGS}
+
+    balanced = tag_shares(JointData(tiny_adapter, seed=0, tag_balanced=True))
+    assert all(abs(share - 1 / 6) < 0.04 for share in balanced.values()), balanced
+    assert tag_shares(JointData(tiny_adapter, seed=0))["position"] > 0.7  # the train split is mostly position
+    ids, mask, codes = JointData(tiny_adapter, seed=0, codes_are_types=True).generation(5)
+    assert codes.shape == (5, 64) and (codes > 0).any() and codes.max() < 61 and len(ids) == 5
