@@ -158,7 +158,8 @@ class MetaTTRLJob:
 
     @staticmethod
     def cancel(refs: list) -> None:
-        """Drop queued work that will not be used (running tasks finish; their results are ignored)."""
+        """Drop queued work that will not be used (running tasks finish; their results are ignored). Pass task refs
+        only, not actor calls (see launch.progress.Progress.drop)."""
         for ref in refs:
             ray.cancel(ref)
 
