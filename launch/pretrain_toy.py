@@ -113,8 +113,8 @@ def train_vq(adapter: JanusAdapter, cfg, rng) -> float:
         print(f"codes per patch type before consolidation: background {int((usage[0] > 0).sum())}, objects "
               f"{int((usage[1:] > 0).sum(1).min())}-{int((usage[1:] > 0).sum(1).max())}", flush=True)
     metas, objs, images = random_scenes(rng, 120, pool)
-    agree = sum(evaluate(img, m).correct for img, m in zip(adapter.reconstruct(images), metas)) / len(metas)
-    codes = vq.encode(to_pixels(images)).image_tokens.view(len(images), -1)
+    codes = vq.encode(to_pixels(images)).image_tokens.view(len(images), -1)  # one encode for both checks
+    agree = sum(evaluate(img, m).correct for img, m in zip(adapter.decode(codes), metas)) / len(metas)
     same = (codes == patch_types(objs)).float().mean().item()
     print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders; code == patch type for "
           f"{same:.2%} of their tokens", flush=True)

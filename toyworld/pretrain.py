@@ -170,10 +170,8 @@ class JointData:
                  codes_are_types: bool = False, tag_balanced: bool = False):
         self.a, self.rng, self.codes_are_types = adapter, random.Random(seed), codes_are_types
         self.train_pool, self.all_pool = load_split("train"), list(universe())
-        by_tag = {}
-        for m in self.train_pool:
-            by_tag.setdefault(m["tag"], []).append(m)
-        self.train_by_tag = list(by_tag.values()) if tag_balanced else None
+        tags = dict.fromkeys(m["tag"] for m in self.train_pool) if tag_balanced else {}
+        self.train_by_tag = [[m for m in self.train_pool if m["tag"] == t] for t in tags]  # empty: uniform
         self.k, self.uncond_p, self.hard_p = questions_per_image, uncond_p, 1.0
 
     def generation(self, n: int):

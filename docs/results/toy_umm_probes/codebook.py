@@ -10,7 +10,7 @@ import torch
 from launch.pretrain_toy import deterministic
 from models.janus import JanusAdapter, to_pixels, to_uint8
 from toyworld.oracle import evaluate
-from toyworld.pretrain import N_PATCH_TYPES, patch_types, random_scenes
+from toyworld.pretrain import code_usage, consolidate_codebook, patch_types, random_scenes
 from toyworld.prompts import universe
 
 
@@ -23,16 +23,11 @@ def codes_and_types(adapter, n, seed):
 
 @torch.no_grad()
 def consolidate(adapter, codes, types) -> list[int]:
-    """Rewrite the codebook so code t holds type t's most-used entry and every other code a copy of its type's."""
+    """`toyworld.pretrain.consolidate_codebook` on the model in place; returns the codes each type used before."""
     quantizer = adapter.model.model.vqmodel.quantize
-    counts = torch.zeros(N_PATCH_TYPES, quantizer.num_embeddings)
-    counts.index_put_((types.flatten(), codes.flatten()), torch.ones(types.numel()), accumulate=True)
-    owner, canon = counts.argmax(0), counts.argmax(1)  # unused codes: owner 0 (background)
-    old = quantizer.embedding.weight.detach().clone()
-    new = old[canon[owner]]
-    new[:N_PATCH_TYPES] = old[canon]
-    quantizer.embedding.weight.copy_(new)
-    return (counts > 0).sum(1).tolist()
+    usage = code_usage(codes, types, quantizer.num_embeddings)
+    quantizer.embedding.weight.copy_(consolidate_codebook(quantizer.embedding.weight, usage))
+    return (usage > 0).sum(1).tolist()
 
 
 def main():
