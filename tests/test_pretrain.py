@@ -54,6 +54,20 @@ def test_a_codebook_smaller_than_the_patch_types_is_refused_before_training():
         pretrain_toy.main(["codebook=32", "consolidate_codes=true"])
 
 
+def test_a_bad_tail_kind_list_is_refused_before_training():
+    from launch.cli import UserError
+
+    with pytest.raises(UserError, match="tail_kinds 'object,colour'.*object, attribute, count, spatial, relation"):
+        pretrain_toy.main(["tail_kinds=object,colour"])
+
+
+def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
+    pretrain_toy.main(TINY + ["tail_steps=2", "log_every=1", f"out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "tail 2/2 und" in out and " rubric " in out.split("tail 2/2")[1] and " gen " in out.split("tail 2/2")[1]
+    assert (tmp_path / "model.safetensors").is_file()
+
+
 def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path, capsys):
     """The options of the 2026-11-27 experiment (docs/results/toy_umm.md): after 3 VQ steps the codes are not yet
     one per type, so the run says so and takes generation targets from the encoder (the fallback)."""

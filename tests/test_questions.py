@@ -86,3 +86,14 @@ def test_answer_reproduces_every_generated_answer_and_refuses_what_does_not_appl
     assert answer(SCENE, "is the red circle above the square ?") == "no"  # same row
     assert answer(SCENE, "is the circle left of the square ?") == "yes"
     assert answer(SCENE, "is the red left of the square ?") is None  # "red" alone refers to nothing
+
+
+def test_kinds_listed_twice_are_asked_twice_as_often():
+    """`ask(kinds=...)` draws uniformly from the tuple and redraws a kind the scene cannot ask with that answer."""
+    rng = random.Random(3)
+    qs = [ask(SCENE, rng, want="no", kinds=("object", "spatial", "spatial")) for _ in range(3000)]
+    counts = Counter(q.kind for q in qs if q)
+    assert set(counts) == {"spatial"}  # SCENE holds every shape: an object "no" does not exist, so it retries
+    qs = [ask(SCENE, rng, want="no", kinds=("count", "spatial", "spatial")) for _ in range(3000)]
+    counts = Counter(q.kind for q in qs if q)
+    assert set(counts) == {"spatial", "count"} and abs(counts["spatial"] / counts["count"] - 2) < 0.25

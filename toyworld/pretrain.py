@@ -24,7 +24,7 @@ from models.janus import JanusAdapter, to_pixels
 from models.toy import RUBRIC_INSTRUCTION
 from rewards.rubric import rubric_from_metadata, rubric_text
 from toyworld.prompts import load_split, scene_for, universe
-from toyworld.questions import ask
+from toyworld.questions import KINDS, ask
 from toyworld.render import render
 from toyworld.scene import BACKGROUND, CANVAS, COLORS, GRID, SHAPES
 
@@ -173,6 +173,7 @@ class JointData:
         tags = dict.fromkeys(m["tag"] for m in self.train_pool) if tag_balanced else {}
         self.train_by_tag = [[m for m in self.train_pool if m["tag"] == t] for t in tags]  # empty: uniform
         self.k, self.uncond_p, self.hard_p = questions_per_image, uncond_p, 1.0
+        self.kinds = KINDS  # question kinds drawn uniformly from this tuple (repeat a kind to weight it)
 
     def generation(self, n: int):
         """(prompt ids, mask, target codes) of train prompts (uniform over prompts, or `tag_balanced`); with a
@@ -206,7 +207,7 @@ class JointData:
         rows = [[[("<cap>", False), (m["prompt"] + " <eos>", True)]] if self.rng.random() < 0.5 else [] for m in metas]
         for i, o in enumerate(objs):
             for _ in range(self.k):
-                q = ask(o, self.rng, hard_p=self.hard_p)
+                q = ask(o, self.rng, hard_p=self.hard_p, kinds=self.kinds)
                 if q:
                     rows[i].append([(f"<q> {q.text} <a>", False), (q.answer, True)])
         return self.segment_batch(self.a._fill("image"), rows), images, objs

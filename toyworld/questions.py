@@ -156,13 +156,14 @@ _MAKERS = {"object": _object, "attribute": _attribute, "count": _count, "spatial
 
 
 def ask(objs: list[Obj], rng: random.Random, kind: str | None = None, want: str | None = None,
-        tries: int = 20, hard_p: float = 1.0) -> Question | None:
-    """One question about the scene with answer `want` (random if None) of `kind` (random if None).
-    `hard_p` is the chance that a colour-shape negative is hard when the scene allows one (training can start
-    with easy negatives, which first-order colour or shape features already answer)."""
+        tries: int = 20, hard_p: float = 1.0, kinds: tuple[str, ...] = KINDS) -> Question | None:
+    """One question about the scene with answer `want` (random if None) of `kind` (if None: uniform over `kinds`,
+    where a kind listed twice is drawn twice as often). `hard_p` is the chance that a colour-shape negative is
+    hard when the scene allows one (training can start with easy negatives, which first-order colour or shape
+    features already answer)."""
     want = want or rng.choice(("yes", "no"))
     for _ in range(tries):
-        k = kind or rng.choice(KINDS)
+        k = kind or rng.choice(kinds)
         made = _attribute(objs, rng, want, hard_p) if k == "attribute" else _MAKERS[k](objs, rng, want)
         if made:
             return Question(k, made[0], want, made[1])
