@@ -1,11 +1,13 @@
 """launch/pretrain_toy.py is deterministic by seed (tiny sizes, a few steps)."""
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from launch import pretrain_toy
 
 TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=32", "vq_steps=3", "vq_batch=2",
-        "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false"]
+        "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false",
+        "tail_steps=2", "tail_gen_batch=2"]
 
 
 @pytest.mark.slow  # three pretraining runs (25 s); the default suite checks a full-size step's bitwise gradients
@@ -62,10 +64,29 @@ def test_a_bad_tail_kind_list_is_refused_before_training():
 
 
 def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
-    pretrain_toy.main(TINY + ["tail_steps=2", "log_every=1", f"out={tmp_path}"])
+    pretrain_toy.main(TINY + ["log_every=1", f"out={tmp_path}"])
     out = capsys.readouterr().out
     assert "tail 2/2 und" in out and " rubric " in out.split("tail 2/2")[1] and " gen " in out.split("tail 2/2")[1]
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_the_tail_on_a_saved_model_equals_the_tail_in_one_run(tmp_path):
+    """How the committed model was made (docs/results/toy_umm.md): the tail run on the saved output of the earlier
+    defaults gives bitwise the weights one run of the new defaults gives."""
+    from launch.pretrain_toy import PretrainConfig, deterministic, train_tail
+    from models.janus import JanusAdapter
+
+    pretrain_toy.main(TINY + [f"out={tmp_path / 'one_run'}"])
+    pretrain_toy.main([a for a in TINY if not a.startswith("tail_")] + ["tail_steps=0", f"out={tmp_path / 'no_tail'}"])
+    cfg = PretrainConfig(tail_steps=2, tail_gen_batch=2, und_batch=2, rubric_batch=2)
+    with deterministic(cfg.threads):
+        adapter = JanusAdapter.from_pretrained(tmp_path / "no_tail", device="cpu")
+        train_tail(adapter, cfg)
+    adapter.save_pretrained(tmp_path / "two_runs")
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("one_run", "two_runs"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    before = load_file(tmp_path / "no_tail" / "model.safetensors")
+    assert any(not torch.equal(a[k], before[k]) for k in a)
 
 
 def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path, capsys):
