@@ -49,7 +49,7 @@ def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
     by_srum_judge = SRUMJudge(book, adapter, adapter.token_grid)
     by_srum = by_srum_judge(batch)
     assert by_srum.reward_maps.shape == (4, 64) and by_srum.reward_maps.abs().max() <= 1
-    centres = (torch.arange(8) + 0.5) / 8
+    centres, with_regions = (torch.arange(8) + 0.5) / 8, 0
     for i, (image, reward, cells) in enumerate(zip(batch.images, by_srum.rewards, by_srum.reward_maps.view(4, 8, 8))):
         questions = [it.question for it in book.get([batch.prompts[i]])[0]
                      if it.target == "yes" and it.dimension in ("object", "attribute")]
@@ -61,10 +61,12 @@ def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
             x0, y0, x1, y1 = box.tolist()
             inside.append((((centres >= y0) & (centres <= y1))[:, None] & ((centres >= x0) & (centres <= x1))[None],
                            local))
-        count = sum(m.int() for m, _ in inside)
-        assert (count > 0).any() and torch.allclose(cells[count == 0], 2 * reward - 1)
+        count = sum((m.int() for m, _ in inside), torch.zeros(8, 8, dtype=torch.int))  # an empty image: no regions
+        with_regions += bool((count > 0).any())
+        assert torch.allclose(cells[count == 0], 2 * reward - 1)
         for m, local in inside:
             assert torch.allclose(cells[m & (count == 1)], torch.tensor(local), atol=1e-5)
+    assert with_regions >= 2  # the local scores were checked, not only the global fill
 
 
 def test_server_judge_scores_through_the_reward_server(toy_batch):
