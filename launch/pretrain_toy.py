@@ -1,5 +1,5 @@
 """Pretrain the embedded toy UMM (deterministic by seed): VQ; understanding on symbolic scenes; then joint
-generation + understanding + rubrics.
+generation + understanding + rubrics; then an understanding tail with spatial questions weighted.
 
     python launch/pretrain_toy.py [key=value ...]     # defaults reproduce the committed models/toy_umm
 """
@@ -49,7 +49,7 @@ class PretrainConfig:
     consolidate_codes: bool = False  # one code per patch type after VQ (toyworld.pretrain.consolidate_codebook)
     symbolic_steps: int = 500  # understanding + rubrics on scenes written as word embeddings (no generation)
     joint_steps: int = 900  # then all tasks, understanding on the model's own vision features
-    tail_steps: int = 300  # then understanding with `tail_kinds` + a little generation replay, constant `tail_lr`
+    tail_steps: int = 300  # then understanding with `tail_kinds` + rubric and generation replay, constant `tail_lr`
     tail_kinds: str = "object,attribute,count,spatial,spatial,relation"  # comma list; a repeated kind is weighted
     tail_lr: float = 5e-4
     tail_gen_batch: int = 24
@@ -141,6 +141,18 @@ def understanding_losses(adapter: JanusAdapter, data: JointData, cfg, symbolic: 
             "align": cfg.align_weight * alignment_loss(real, words)}
 
 
+def optimizer_step(opt, params, losses: dict) -> None:
+    opt.zero_grad()
+    sum(losses.values()).backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+def log_losses(phase: str, step: int, total: int, losses: dict, t0: float) -> None:
+    parts = " ".join(f"{k} {v.item():.3f}" for k, v in losses.items())
+    print(f"{phase} {step + 1}/{total} {parts} {time.time() - t0:.0f}s", flush=True)
+
+
 def train_joint(adapter: JanusAdapter, cfg, codes_are_types: bool = False) -> None:
     """Understanding first on symbolic images (the LM learns to match question words against scene words while
     the vision encoder learns to produce them), then on the model's own vision features with generation."""
@@ -162,14 +174,9 @@ def train_joint(adapter: JanusAdapter, cfg, codes_are_types: bool = False) -> No
         losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))
         if not symbolic:
             losses["gen"] = generation_loss(adapter, *data.generation(cfg.gen_batch))
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, params, losses)
         if step % cfg.log_every == cfg.log_every - 1:
-            parts = " ".join(f"{k} {v.item():.3f}" for k, v in losses.items())
-            phase = "symbolic" if symbolic else "joint"
-            print(f"{phase} {step + 1}/{total} {parts} {time.time() - t0:.0f}s", flush=True)
+            log_losses("symbolic" if symbolic else "joint", step, total, losses, t0)
     model.eval()
 
 
@@ -203,13 +210,9 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
         losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))  # without it: parse rate 1.00 -> 0.34
         if cfg.tail_gen_batch:
             losses["gen"] = generation_loss(adapter, *data.generation(cfg.tail_gen_batch))
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, params, losses)
         if step % cfg.log_every == cfg.log_every - 1:
-            parts = " ".join(f"{k} {v.item():.3f}" for k, v in losses.items())
-            print(f"tail {step + 1}/{cfg.tail_steps} {parts} {time.time() - t0:.0f}s", flush=True)
+            log_losses("tail", step, cfg.tail_steps, losses, t0)
     model.eval()
 
 
