@@ -141,6 +141,14 @@ def understanding_losses(adapter: JanusAdapter, data: JointData, cfg, symbolic: 
             "align": cfg.align_weight * alignment_loss(real, words)}
 
 
+def lm_optimizer(model, lr: float):
+    """Everything but the (frozen) VQ trains; puts the model in train mode with the VQ in eval mode."""
+    params = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
+    model.train()
+    model.model.vqmodel.eval()
+    return params, torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+
 def optimizer_step(opt, params, losses: dict) -> None:
     opt.zero_grad()
     sum(losses.values()).backward()
@@ -158,10 +166,7 @@ def train_joint(adapter: JanusAdapter, cfg, codes_are_types: bool = False) -> No
     the vision encoder learns to produce them), then on the model's own vision features with generation."""
     model, data = adapter.model, JointData(adapter, cfg.seed + 1, codes_are_types=codes_are_types,
                                              tag_balanced=cfg.gen_tag_balanced)
-    params = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    model.train()
-    model.model.vqmodel.eval()
+    params, opt = lm_optimizer(model, cfg.lr)
     t0, total = time.time(), cfg.symbolic_steps + cfg.joint_steps
     for step in range(total):
         symbolic = step < cfg.symbolic_steps
@@ -200,10 +205,7 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
         return
     model, data = adapter.model, JointData(adapter, cfg.seed + 11, tag_balanced=cfg.tail_gen_tag_balanced)
     data.hard_p, data.kinds = cfg.hard_negatives, question_kinds(cfg.tail_kinds)
-    params = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
-    opt = torch.optim.AdamW(params, lr=cfg.tail_lr, betas=(0.9, 0.98), weight_decay=0.01)
-    model.train()
-    model.model.vqmodel.eval()
+    params, opt = lm_optimizer(model, cfg.tail_lr)
     t0 = time.time()
     for step in range(cfg.tail_steps):
         losses = understanding_losses(adapter, data, cfg, symbolic=False)

@@ -73,12 +73,13 @@ def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
 def test_the_tail_on_a_saved_model_equals_the_tail_in_one_run(tmp_path):
     """How the committed model was made (docs/results/toy_umm.md): the tail run on the saved output of the earlier
     defaults gives bitwise the weights one run of the new defaults gives."""
+    from launch.cli import parse_config
     from launch.pretrain_toy import PretrainConfig, deterministic, train_tail
     from models.janus import JanusAdapter
 
     pretrain_toy.main(TINY + [f"out={tmp_path / 'one_run'}"])
     pretrain_toy.main([a for a in TINY if not a.startswith("tail_")] + ["tail_steps=0", f"out={tmp_path / 'no_tail'}"])
-    cfg = PretrainConfig(tail_steps=2, tail_gen_batch=2, und_batch=2, rubric_batch=2)
+    cfg = parse_config(PretrainConfig, TINY, "test")
     with deterministic(cfg.threads):
         adapter = JanusAdapter.from_pretrained(tmp_path / "no_tail", device="cpu")
         train_tail(adapter, cfg)

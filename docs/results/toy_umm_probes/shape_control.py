@@ -53,7 +53,8 @@ def main(checkpoint: str) -> None:
         shapes, started, coherent = collections.Counter(), 0, 0
         for grid in grids:
             s, n, c = objects_started(grid)
-            shapes, started, coherent = shapes + s, started + n, coherent + c
+            shapes.update(s)
+            started, coherent = started + n, coherent + c
         print(f"{prompt}: objects started {started}, first-token shape {dict(shapes)}, coherent {coherent}, "
               f"unknown codes {int((grids < 0).sum())}")
 

@@ -1,7 +1,7 @@
 """Probe: `launch/pretrain_toy.py`'s understanding tail (`train_tail`) run on the committed toy UMM, then the
 pretraining report's measurements (understanding, rubrics, generation on test and heldout).
 
-    .venv/bin/python docs/results/toy_umm_probes/tail.py [key=value ...]   # PretrainConfig keys, e.g. tail_steps=300
+    PYTHONPATH=. .venv/bin/python docs/results/toy_umm_probes/tail.py [key=value ...]   # PretrainConfig keys
 The model is saved to `out` (default /tmp/toy_umm_tail), so `launch/evaluate.py checkpoint=...` can score it.
 """
 import json
@@ -21,8 +21,8 @@ def main(argv):
         train_tail(adapter, cfg)
         wall = time.time() - t0
         adapter.save_pretrained(cfg.out)
-        print(json.dumps({"tail_steps": cfg.tail_steps, "tail_gen_batch": cfg.tail_gen_batch, "tail_kinds": cfg.tail_kinds, "tail_s": round(wall, 1),
-                          **measure(adapter, cfg)}))
+        print(json.dumps({"tail_steps": cfg.tail_steps, "tail_gen_batch": cfg.tail_gen_batch,
+                          "tail_kinds": cfg.tail_kinds, "tail_s": round(wall, 1), **measure(adapter, cfg)}))
 
 
 if __name__ == "__main__":
