@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 from transformers import JanusForConditionalGeneration
 
 from launch.cli import UserError, parse_config, run_main
 from models.janus import JanusAdapter, to_pixels
 from models.toy import RUBRIC_INSTRUCTION, TEMPLATES, build_tokenizer, toy_config
 from toyworld.evaluation import generation_score, rubric_quality, understanding_accuracy
-from toyworld.pretrain import (N_PATCH_TYPES, JointData, alignment_loss, code_usage, consolidate_codebook,
-                               finalize_codebook, generation_loss, kmeans_init, patch_types, random_scenes,
-                               reset_dead_codes, segment_loss, symbolic_features, text_loss, vq_loss,
-                               without_background)
+from toyworld.pretrain import (N_PATCH_TYPES, JointData, TypeFactored, alignment_loss, code_usage,
+                               consolidate_codebook, finalize_codebook, generation_loss, kmeans_init, patch_types,
+                               random_scenes, reset_dead_codes, retarget_codes, segment_loss, symbolic_features,
+                               text_loss, vq_loss, without_background)
 from toyworld.oracle import evaluate
 from toyworld.prompts import load_split, universe
 from toyworld.questions import KINDS
@@ -54,6 +55,8 @@ class PretrainConfig:
     tail_lr: float = 5e-4
     tail_gen_batch: int = 24
     tail_gen_tag_balanced: bool = True  # the tail's generation replay drawn tag by tag (see gen_tag_balanced)
+    tail_retarget_codes: bool = False  # before the tail, code t means patch type t (retarget_codes) and the
+    # generator's head rows and code embeddings train factored by colour and (shape, quadrant) (TypeFactored)
     gen_tag_balanced: bool = False  # generation prompts drawn tag by tag (else uniform over train prompts: 76% position)
     hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
     hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
@@ -118,11 +121,18 @@ def train_vq(adapter: JanusAdapter, cfg, rng) -> float:
             vq.quantize.embedding.weight.copy_(consolidate_codebook(vq.quantize.embedding.weight, usage))
         print(f"codes per patch type before consolidation: background {int((usage[0] > 0).sum())}, objects "
               f"{int((usage[1:] > 0).sum(1).min())}-{int((usage[1:] > 0).sum(1).max())}", flush=True)
+    return check_codes(adapter, rng, pool, "vq done")
+
+
+@torch.no_grad()
+def check_codes(adapter: JanusAdapter, rng: random.Random, pool: list[dict], label: str) -> float:
+    """Round trips of 120 random scenes: prints how many the oracle passes; returns the share of tokens whose
+    code is their patch type."""
     metas, objs, images = random_scenes(rng, 120, pool)
-    codes = vq.encode(to_pixels(images)).image_tokens.view(len(images), -1)  # one encode for both checks
+    codes = adapter.model.model.vqmodel.encode(to_pixels(images)).image_tokens.view(len(images), -1)
     agree = sum(evaluate(img, m).correct for img, m in zip(adapter.decode(codes), metas)) / len(metas)
     same = (codes == patch_types(objs)).float().mean().item()
-    print(f"vq done: oracle passes {agree:.1%} of round-tripped ground-truth renders; code == patch type for "
+    print(f"{label}: oracle passes {agree:.1%} of round-tripped ground-truth renders; code == patch type for "
           f"{same:.2%} of their tokens", flush=True)
     return same
 
@@ -194,27 +204,58 @@ def question_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def retarget_generator(adapter: JanusAdapter, seed: int) -> bool:
+    """`retarget_codes` on the model, with code usage from 400 random scenes; True if afterwards the encoder gives
+    every token of the check scenes its patch type (then generation targets are the types, no encoder pass)."""
+    model, rng, pool = adapter.model.model, random.Random(seed), list(universe())
+    _, objs, images = random_scenes(rng, 400, pool)
+    quantize, head = model.vqmodel.quantize, model.generation_head.vision_head
+    with torch.no_grad():
+        usage = code_usage(model.vqmodel.encode(to_pixels(images)).image_tokens, patch_types(objs),
+                           quantize.num_embeddings)
+    retarget_codes(quantize.embedding.weight, model.generation_embeddings.weight, head.weight, head.bias, usage)
+    return check_codes(adapter, rng, pool, "codes retargeted to patch types") == 1.0
+
+
+@contextmanager
+def factored_generator(model, enabled: bool):
+    """`TypeFactored` on the generator's head rows and code embeddings for the block, then baked into plain
+    weights (the saved model is a standard Janus checkpoint)."""
+    tables = [(model.model.generation_head.vision_head, "weight"), (model.model.generation_embeddings, "weight")]
+    for module, name in tables if enabled else []:
+        parametrize.register_parametrization(module, name, TypeFactored(getattr(module, name).detach()))
+    try:
+        yield
+    finally:
+        for module, name in tables if enabled else []:
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+
+
 def train_tail(adapter: JanusAdapter, cfg) -> None:
     """Understanding with spatial questions weighted (the default `tail_kinds` asks them twice as often), with
     rubric writing and generation replay (drawn tag by tag) so neither drifts, at a constant low learning rate and
-    a fresh optimizer. Measured on the 900-joint-step model (docs/results/toy_umm.md, "Understanding tail"), 300
-    steps: yes/no 0.879 / 0.887 -> 0.906 / 0.921 (spatial 0.63 -> 0.74 on test), generation on test 0.206 ->
-    0.246 (145 prompts). Without rubric rows the parse rate fell to 0.34; on count and spatial questions only,
-    object and attribute fell to 0.82 / 0.64."""
+    a fresh optimizer; with `tail_retarget_codes`, the generator first moves to one code per patch type and trains
+    factored (docs/results/toy_umm.md, "Generator: the synonym leak"). Measured on the 900-joint-step model
+    (docs/results/toy_umm.md, "Understanding tail"), 300 steps: yes/no 0.879 / 0.887 -> 0.906 / 0.921 (spatial
+    0.63 -> 0.74 on test), generation on test 0.206 -> 0.246 (145 prompts). Without rubric rows the parse rate
+    fell to 0.34; on count and spatial questions only, object and attribute fell to 0.82 / 0.64."""
     if cfg.tail_steps <= 0:
         return
-    model, data = adapter.model, JointData(adapter, cfg.seed + 11, tag_balanced=cfg.tail_gen_tag_balanced)
+    codes_are_types = cfg.tail_retarget_codes and retarget_generator(adapter, cfg.seed + 12)
+    model = adapter.model
+    data = JointData(adapter, cfg.seed + 11, tag_balanced=cfg.tail_gen_tag_balanced, codes_are_types=codes_are_types)
     data.hard_p, data.kinds = cfg.hard_negatives, question_kinds(cfg.tail_kinds)
-    params, opt = lm_optimizer(model, cfg.tail_lr)
-    t0 = time.time()
-    for step in range(cfg.tail_steps):
-        losses = understanding_losses(adapter, data, cfg, symbolic=False)
-        losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))  # without it: parse rate 1.00 -> 0.34
-        if cfg.tail_gen_batch:
-            losses["gen"] = generation_loss(adapter, *data.generation(cfg.tail_gen_batch))
-        optimizer_step(opt, params, losses)
-        if step % cfg.log_every == cfg.log_every - 1:
-            log_losses("tail", step, cfg.tail_steps, losses, t0)
+    with factored_generator(model, cfg.tail_retarget_codes):
+        params, opt = lm_optimizer(model, cfg.tail_lr)
+        t0 = time.time()
+        for step in range(cfg.tail_steps):
+            losses = understanding_losses(adapter, data, cfg, symbolic=False)
+            losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))  # without: parse rate 1.00 -> 0.34
+            if cfg.tail_gen_batch:
+                losses["gen"] = generation_loss(adapter, *data.generation(cfg.tail_gen_batch))
+            optimizer_step(opt, params, losses)
+            if step % cfg.log_every == cfg.log_every - 1:
+                log_losses("tail", step, cfg.tail_steps, losses, t0)
     model.eval()
 
 
@@ -273,6 +314,9 @@ def main(argv: list[str]) -> None:
     if cfg.consolidate_codes and cfg.codebook < N_PATCH_TYPES:
         raise UserError(f"consolidate_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
                         f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set consolidate_codes=false")
+    if cfg.tail_retarget_codes and cfg.tail_steps > 0 and cfg.codebook < N_PATCH_TYPES:
+        raise UserError(f"tail_retarget_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
+                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set tail_retarget_codes=false")
     with deterministic(cfg.threads):
         report = pretrain(cfg)
     print(json.dumps(report))

@@ -5,9 +5,9 @@ from safetensors.torch import load_file
 
 from launch import pretrain_toy
 
-TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=32", "vq_steps=3", "vq_batch=2",
+TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=64", "vq_steps=3", "vq_batch=2",
         "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false",
-        "tail_steps=2", "tail_gen_batch=2"]
+        "tail_steps=2", "tail_gen_batch=2", "tail_retarget_codes=true"]
 
 
 @pytest.mark.slow  # three pretraining runs (25 s); the default suite checks a full-size step's bitwise gradients
@@ -54,6 +54,8 @@ def test_a_codebook_smaller_than_the_patch_types_is_refused_before_training():
 
     with pytest.raises(UserError, match="codebook must be >= 61 .got 32.*consolidate_codes=false"):
         pretrain_toy.main(["codebook=32", "consolidate_codes=true"])
+    with pytest.raises(UserError, match="codebook must be >= 61 .got 32.*tail_retarget_codes=false"):
+        pretrain_toy.main(["codebook=32", "tail_retarget_codes=true"])
 
 
 def test_a_bad_tail_kind_list_is_refused_before_training():
@@ -66,6 +68,7 @@ def test_a_bad_tail_kind_list_is_refused_before_training():
 def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
     pretrain_toy.main(TINY + ["log_every=1", f"out={tmp_path}"])
     out = capsys.readouterr().out
+    assert "codes retargeted to patch types: oracle passes" in out
     assert "tail 2/2 und" in out and " rubric " in out.split("tail 2/2")[1] and " gen " in out.split("tail 2/2")[1]
     assert (tmp_path / "model.safetensors").is_file()
 
@@ -93,8 +96,7 @@ def test_the_tail_on_a_saved_model_equals_the_tail_in_one_run(tmp_path):
 def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path, capsys):
     """The options of the 2026-11-27 experiment (docs/results/toy_umm.md): after 3 VQ steps the codes are not yet
     one per type, so the run says so and takes generation targets from the encoder (the fallback)."""
-    tiny = [a for a in TINY if not a.startswith("codebook=")]
-    pretrain_toy.main(tiny + ["codebook=64", "consolidate_codes=true", "gen_tag_balanced=true", f"out={tmp_path}"])
+    pretrain_toy.main(TINY + ["consolidate_codes=true", "gen_tag_balanced=true", f"out={tmp_path}"])
     out = capsys.readouterr().out
     assert "codes per patch type before consolidation" in out and "code == patch type for" in out
     assert "warning: some codes differ from their patch type" in out

@@ -1,4 +1,5 @@
 """Training data of the toy UMM: isolated question segments and patch-type labels, checked by hand."""
+import pytest
 import torch
 
 from toyworld.pretrain import IGNORE, JointData, patch_types, text_loss
@@ -112,6 +113,61 @@ def test_consolidated_codebook_puts_each_type_at_its_own_index_and_copies_synony
     with pytest.raises(ValueError, match="fewer codes"):
         consolidate_codebook(codebook[:32], code_usage(codes % 32, types, 32))
 
+
+
+def test_retargeted_codes_carry_the_generator_rows_of_their_type():
+    from toyworld.pretrain import N_PATCH_TYPES, code_usage, retarget_codes
+
+    n_codes = 80
+    canonical = [(7 * t) % N_PATCH_TYPES for t in range(N_PATCH_TYPES)]  # type t's most-used code
+    types = torch.tensor(list(range(N_PATCH_TYPES)) * 5 + [3, 0])
+    usage = code_usage(torch.tensor(canonical * 5 + [70, 75]), types, n_codes)  # 70: type 3's synonym, 75: bg's
+    old = [torch.arange(n_codes * k, dtype=torch.float32).view(n_codes, k) for k in (2, 3, 4)]
+    codebook, embeddings, head = (t.clone() for t in old)
+    bias = torch.arange(n_codes, dtype=torch.float32)
+    retarget_codes(codebook, embeddings, head, bias, usage)
+    for new, before in zip((codebook, embeddings, head), old):
+        assert torch.equal(new[22], before[canonical[22]])  # 7 * 22 % 61 = 32
+        assert torch.equal(new[22], before[32])
+        assert torch.equal(new[70], before[21])  # a synonym copies its type's (3 -> 21) entry
+        assert torch.equal(new[66], before[0])  # an unused code copies background's (0 -> 0)
+    assert bias[22] == 32 and bias[5] == 35 and (bias[N_PATCH_TYPES:] == -30).all()
+
+
+def test_type_factored_table_is_colour_plus_shape_quadrant_and_bakes_into_plain_weights():
+    from torch.nn.utils import parametrize
+
+    from launch.pretrain_toy import factored_generator
+    from toyworld.pretrain import N_PATCH_TYPES, TypeFactored
+
+    color = torch.arange(5, dtype=torch.float32)[:, None] * 100  # colour c adds 100 c
+    shape_quadrant = torch.arange(12, dtype=torch.float32)[None, :]  # (shape, quadrant) k adds k
+    table = torch.full((64, 1), 7.0)
+    table[1:N_PATCH_TYPES, 0] = (color + shape_quadrant).flatten()
+    assert torch.allclose(TypeFactored(table)(table), table)  # additive: reproduced exactly, free rows kept
+    bumped = table.clone()
+    bumped[1 + 2 * 12 + 5, 0] += 60.0  # one (colour 2, shape-quadrant 5) entry off the additive pattern
+    fitted = TypeFactored(bumped)(bumped)
+    # two-way means: the bump spreads as 60/12 (its colour) + 60/5 (its shape-quadrant) - 60/60 (grand mean)
+    assert fitted[1 + 2 * 12 + 5, 0].item() == pytest.approx(table[1 + 2 * 12 + 5, 0].item() + 16.0)
+    assert fitted[1 + 2 * 12 + 6, 0].item() == pytest.approx(table[1 + 2 * 12 + 6, 0].item() + 4.0)  # 60/12 - 1
+    assert fitted[0, 0] == 7.0 and fitted[63, 0] == 7.0
+
+    head, embeddings = torch.nn.Linear(3, 64), torch.nn.Embedding(64, 3)
+    model = torch.nn.Module()
+    model.model = torch.nn.Module()
+    model.model.generation_head = torch.nn.Module()
+    model.model.generation_head.vision_head, model.model.generation_embeddings = head, embeddings
+    with factored_generator(model, True):
+        assert parametrize.is_parametrized(head, "weight") and parametrize.is_parametrized(embeddings, "weight")
+        before = embeddings.weight.detach().clone()
+        embeddings.parametrizations.weight[0].factors.data[0] += 1.0  # colour red's factor moves every red row
+        inside = embeddings.weight.detach().clone()
+    assert torch.allclose(inside[1:13], before[1:13] + 1) and torch.equal(inside[13:], before[13:])
+    assert not parametrize.is_parametrized(embeddings) and torch.equal(embeddings.weight, inside)
+    assert isinstance(embeddings.weight, torch.nn.Parameter)
+    red, blue = embeddings.weight[1:13], embeddings.weight[1 + 3 * 12: 1 + 4 * 12]
+    assert torch.allclose(red - red.mean(0), (blue - blue.mean(0)))  # same (shape, quadrant) pattern per colour
 
 
 def test_tag_balanced_generation_data_draws_each_tag_equally_and_codes_can_be_patch_types(tiny_adapter):

@@ -162,6 +162,58 @@ def consolidate_codebook(codebook: torch.Tensor, usage: torch.Tensor) -> torch.T
     return out
 
 
+@torch.no_grad()
+def retarget_codes(codebook: torch.Tensor, gen_embeddings: torch.Tensor, head_weight: torch.Tensor,
+                   head_bias: torch.Tensor, usage: torch.Tensor, unused_logit: float = -30.0) -> None:
+    """After training, make code t mean patch type t (`consolidate_codebook`) and keep what the generator learned:
+    code t's input embedding and head row become those of type t's most-used code; the other codes (copies that
+    the encoder never picks) get a logit bias of `unused_logit`. In place. Why: with synonymous codes the encoder
+    picks a background synonym from the pixels *around* an object, so in teacher-forced training the tokens before
+    an object already announced it and the generator learned to read that leak instead of the prompt (measured
+    on the 2026-11-26 model: at an object's first token it put 0.88 of the mass on the right shape teacher-forced
+    on train prompts, while sampling "a photo of a blue circle" started a circle 12 times in 88)."""
+    n = N_PATCH_TYPES
+    canonical, owner = usage.argmax(1), usage.argmax(0)
+    source = canonical[owner].clone()
+    source[:n] = canonical
+    codebook.copy_(consolidate_codebook(codebook, usage))
+    for table in (gen_embeddings, head_weight, head_bias):
+        table.copy_(table[source].clone())
+    head_bias[n:] = unused_logit
+
+
+def type_factor_assignment(n_codes: int) -> torch.Tensor:
+    """(n_codes, colours + shapes x quadrants) 0/1: object code t < N_PATCH_TYPES (code == patch type) is its
+    colour plus its (shape, quadrant); background and unused codes have no factors."""
+    per_color = len(SHAPES) * 4
+    assign = torch.zeros(n_codes, len(COLORS) + per_color)
+    for t in range(1, N_PATCH_TYPES):
+        color, rest = divmod(t - 1, per_color)
+        assign[t, color] = assign[t, len(COLORS) + rest] = 1.0
+    return assign
+
+
+class TypeFactored(torch.nn.Module):
+    """A `torch.nn.utils.parametrize` parametrization of a per-code table (head rows, input embeddings, biases):
+    object rows are a colour factor plus a (shape, quadrant) factor, other rows stay free. Factors start from the
+    table's own two-way means, so registering it changes the table little. Why: a free row per (colour, shape)
+    lets the generator tie colour words to shapes; measured after `retarget_codes`, 300 generation steps, the
+    factored generator completed 44 of 48 started objects coherently against ~half before."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        assign = type_factor_assignment(table.shape[0])
+        self.register_buffer("assign", assign)
+        self.register_buffer("free", (assign.sum(1) == 0).to(table.dtype).view(-1, *[1] * (table.dim() - 1)))
+        objects = table[1:N_PATCH_TYPES].detach().reshape(len(COLORS), len(SHAPES) * 4, *table.shape[1:])
+        grand = objects.mean((0, 1))
+        self.factors = torch.nn.Parameter(torch.cat([objects.mean(1), objects.mean(0) - grand]).clone())
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        factored = torch.tensordot(self.assign, self.factors, dims=1)
+        return table * self.free + factored
+
+
 # ---- stage 2: joint ---------------------------------------------------------------------------------
 class JointData:
     """Deterministic streams of training examples for the joint stage."""
