@@ -27,7 +27,7 @@ from toyworld.pretrain import (N_PATCH_TYPES, JointData, TypeFactored, alignment
                                random_scenes, reset_dead_codes, retarget_codes, segment_loss, symbolic_features,
                                text_loss, vq_loss, without_background)
 from toyworld.oracle import evaluate
-from toyworld.prompts import load_split, universe
+from toyworld.prompts import load_split, names_a_color, universe
 from toyworld.questions import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +57,9 @@ class PretrainConfig:
     tail_gen_tag_balanced: bool = True  # the tail's generation replay drawn tag by tag (see gen_tag_balanced)
     tail_retarget_codes: bool = False  # before the tail, code t means patch type t (retarget_codes) and the
     # generator's head rows and code embeddings train factored by colour and (shape, quadrant) (TypeFactored)
+    tail_gen_only_steps: int = 0  # generation-only steps (batch `tail_gen_batch`) after each tail step
+    tail_shape_first: float = 0.0  # share of the tail whose generation prompts name no colour (then all train
+    # prompts): shape words learned before colour words, so a colour word does not decide the shape
     gen_tag_balanced: bool = False  # generation prompts drawn tag by tag (else uniform over train prompts: 76% position)
     hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
     hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
@@ -238,22 +241,34 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
     factored (docs/results/toy_umm.md, "Generator: the synonym leak"). Measured on the 900-joint-step model
     (docs/results/toy_umm.md, "Understanding tail"), 300 steps: yes/no 0.879 / 0.887 -> 0.906 / 0.921 (spatial
     0.63 -> 0.74 on test), generation on test 0.206 -> 0.246 (145 prompts). Without rubric rows the parse rate
-    fell to 0.34; on count and spatial questions only, object and attribute fell to 0.82 / 0.64."""
+    fell to 0.34; on count and spatial questions only, object and attribute fell to 0.82 / 0.64.
+    `tail_gen_only_steps` and `tail_shape_first` (off by default) train the generator harder and shape words
+    before colour words, so reserved colour-shape pairs compose (docs/results/toy_umm.md, "Composition")."""
     if cfg.tail_steps <= 0:
         return
     codes_are_types = cfg.tail_retarget_codes and retarget_generator(adapter, cfg.seed + 12)
     model = adapter.model
     data = JointData(adapter, cfg.seed + 11, tag_balanced=cfg.tail_gen_tag_balanced, codes_are_types=codes_are_types)
     data.hard_p, data.kinds = cfg.hard_negatives, question_kinds(cfg.tail_kinds)
+    # generation-only steps draw uniformly over train prompts (76% position: multi-object scenes)
+    gen_only = JointData(adapter, cfg.seed + 13, codes_are_types=codes_are_types)
+    train_prompts, shape_first_steps = data.train_pool, round(cfg.tail_shape_first * cfg.tail_steps)
     with factored_generator(model, cfg.tail_retarget_codes):
         params, opt = lm_optimizer(model, cfg.tail_lr)
         t0 = time.time()
         for step in range(cfg.tail_steps):
+            if shape_first_steps and step in (0, shape_first_steps):  # colourless prompts first, then all
+                pool = [m for m in train_prompts if step or not names_a_color(m)]
+                data.use_generation_prompts(pool)
+                gen_only.use_generation_prompts(pool)
             losses = understanding_losses(adapter, data, cfg, symbolic=False)
             losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))  # without: parse rate 1.00 -> 0.34
             if cfg.tail_gen_batch:
                 losses["gen"] = generation_loss(adapter, *data.generation(cfg.tail_gen_batch))
             optimizer_step(opt, params, losses)
+            for _ in range(cfg.tail_gen_only_steps if cfg.tail_gen_batch else 0):
+                batch = gen_only.generation(cfg.tail_gen_batch)
+                optimizer_step(opt, params, {"gen": generation_loss(adapter, *batch)})
             if step % cfg.log_every == cfg.log_every - 1:
                 log_losses("tail", step, cfg.tail_steps, losses, t0)
     model.eval()
@@ -311,6 +326,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
 def main(argv: list[str]) -> None:
     cfg = parse_config(PretrainConfig, argv, "launch/pretrain_toy.py", __doc__)
     question_kinds(cfg.tail_kinds)  # a bad list fails now, not after half an hour of pretraining
+    if not 0 <= cfg.tail_shape_first <= 1:
+        raise UserError(f"tail_shape_first is a share of the tail steps: 0 to 1 (got {cfg.tail_shape_first})")
+    if cfg.tail_gen_only_steps < 0:
+        raise UserError(f"tail_gen_only_steps counts steps per tail step: >= 0 (got {cfg.tail_gen_only_steps})")
     if cfg.consolidate_codes and cfg.codebook < N_PATCH_TYPES:
         raise UserError(f"consolidate_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
                         f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set consolidate_codes=false")

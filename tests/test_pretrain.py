@@ -6,8 +6,9 @@ from safetensors.torch import load_file
 from launch import pretrain_toy
 
 TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=64", "vq_steps=3", "vq_batch=2",
-        "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1", "measure_after=false",
-        "tail_steps=2", "tail_gen_batch=2", "tail_retarget_codes=true"]
+        "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1",
+        "measure_after=false", "tail_steps=2", "tail_gen_batch=2", "tail_retarget_codes=true", "tail_gen_only_steps=1",
+        "tail_shape_first=0.5"]
 
 
 @pytest.mark.slow  # three pretraining runs (25 s); the default suite checks a full-size step's bitwise gradients
@@ -101,3 +102,33 @@ def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path,
     assert "codes per patch type before consolidation" in out and "code == patch type for" in out
     assert "warning: some codes differ from their patch type" in out
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_shape_first_tail_draws_colourless_prompts_first_and_adds_generation_only_steps(tmp_path, monkeypatch):
+    """tail_shape_first=0.5 of 4 steps with 1 generation-only step each: 2 draws per step (the replay, then the
+    extra step); the first 2 steps' 4 draws come from the colourless train prompts, the last 2 steps' from all."""
+    from launch.cli import parse_config
+    from launch.pretrain_toy import PretrainConfig, deterministic, train_tail
+    from models.janus import JanusAdapter
+    from toyworld.pretrain import JointData
+    from toyworld.prompts import load_split, names_a_color
+
+    pretrain_toy.main([a for a in TINY if not a.startswith("tail_")] + ["tail_steps=0", f"out={tmp_path}"])
+    pools, draw = [], JointData.generation_metas
+    monkeypatch.setattr(JointData, "generation_metas",
+                        lambda self, n: pools.append(list(self.train_pool)) or draw(self, n))
+    cfg = parse_config(PretrainConfig, TINY + ["tail_steps=4"], "test")  # TINY: shape-first 0.5, 1 extra step
+    with deterministic(cfg.threads):
+        train_tail(JanusAdapter.from_pretrained(tmp_path, device="cpu"), cfg)
+    train = load_split("train")
+    assert len(pools) == 8 and all(p == train for p in pools[4:])
+    assert all(p == [m for m in train if not names_a_color(m)] for p in pools[:4]) and 0 < len(pools[0]) < len(train)
+
+
+@pytest.mark.parametrize("bad, match", [("tail_shape_first=1.5", "tail_shape_first is a share.*0 to 1.*1.5"),
+                                        ("tail_gen_only_steps=-1", "tail_gen_only_steps.*>= 0.*-1")])
+def test_bad_tail_generation_options_are_refused_before_training(bad, match):
+    from launch.cli import UserError
+
+    with pytest.raises(UserError, match=match):
+        pretrain_toy.main([bad])

@@ -167,7 +167,8 @@ def test_type_factored_table_is_colour_plus_shape_quadrant_and_bakes_into_plain_
     assert not parametrize.is_parametrized(embeddings) and torch.equal(embeddings.weight, inside)
     assert isinstance(embeddings.weight, torch.nn.Parameter)
     red, blue = embeddings.weight[1:13], embeddings.weight[1 + 3 * 12: 1 + 4 * 12]
-    assert torch.allclose(red - red.mean(0), blue - blue.mean(0), atol=1e-6)  # float sums: no relative test near 0  # same (shape, quadrant) pattern per colour
+    # the same (shape, quadrant) pattern per colour; float sums near 0: an absolute tolerance, not a relative one
+    assert torch.allclose(red - red.mean(0), blue - blue.mean(0), atol=1e-6)
 
 
 def test_tag_balanced_generation_data_draws_each_tag_equally_and_codes_can_be_patch_types(tiny_adapter):
@@ -184,3 +185,27 @@ def test_tag_balanced_generation_data_draws_each_tag_equally_and_codes_can_be_pa
     assert tag_shares(JointData(tiny_adapter, seed=0))["position"] > 0.7  # the train split is mostly position
     ids, mask, codes = JointData(tiny_adapter, seed=0, codes_are_types=True).generation(5)
     assert codes.shape == (5, 64) and (codes > 0).any() and codes.max() < 61 and len(ids) == 5
+
+
+def test_names_a_color_reads_the_colour_of_any_clause():
+    from toyworld.prompts import _colors, _counting, _position, _single, _two, names_a_color
+
+    assert not names_a_color(_single("triangle")) and not names_a_color(_two("circle", "square"))
+    assert not names_a_color(_counting("square", 3)) and not names_a_color(_position("circle", "above", "square"))
+    assert names_a_color(_colors("triangle", "purple")) and names_a_color(_counting("square", 2, "red"))
+    assert names_a_color(_position("circle", "left of", "square", "blue", "green"))
+
+
+def test_generation_prompts_can_be_narrowed_to_colourless_ones_and_restored(tiny_adapter):
+    from toyworld.prompts import names_a_color
+
+    data = JointData(tiny_adapter, seed=0, tag_balanced=True)
+    train = data.train_pool
+    data.use_generation_prompts([m for m in train if not names_a_color(m)])
+    drawn = data.generation_metas(400)
+    assert not any(names_a_color(m) for m in drawn)
+    assert {m["tag"] for m in drawn} == {"single_object", "two_object", "counting", "position"}  # tag by tag still
+    data.use_generation_prompts(train)
+    assert sum(names_a_color(m) for m in data.generation_metas(400)) > 150  # colours, colour_attr and most others
+    with pytest.raises(ValueError, match="no generation prompts"):
+        data.use_generation_prompts([])

@@ -221,9 +221,8 @@ class JointData:
     def __init__(self, adapter: JanusAdapter, seed: int, questions_per_image: int = 8, uncond_p: float = 0.1,
                  codes_are_types: bool = False, tag_balanced: bool = False):
         self.a, self.rng, self.codes_are_types = adapter, random.Random(seed), codes_are_types
-        self.train_pool, self.all_pool = load_split("train"), list(universe())
-        tags = dict.fromkeys(m["tag"] for m in self.train_pool) if tag_balanced else {}
-        self.train_by_tag = [[m for m in self.train_pool if m["tag"] == t] for t in tags]  # empty: uniform
+        self.all_pool, self.tag_balanced = list(universe()), tag_balanced
+        self.use_generation_prompts(load_split("train"))
         self.k, self.uncond_p, self.hard_p = questions_per_image, uncond_p, 1.0
         self.kinds = KINDS  # question kinds drawn uniformly from this tuple (repeat a kind to weight it)
 
@@ -243,6 +242,14 @@ class JointData:
             pixels = to_pixels(np.stack([render(o) for o in objs]))
             codes = self.a.model.model.vqmodel.encode(pixels).image_tokens.view(n, -1)
         return ids, mask, codes
+
+    def use_generation_prompts(self, metas: list[dict]) -> None:
+        """Generation prompts from now on (train prompts only: the split's promise), uniform or tag by tag."""
+        if not metas:
+            raise ValueError("no generation prompts to draw from")
+        self.train_pool = list(metas)
+        tags = dict.fromkeys(m["tag"] for m in self.train_pool) if self.tag_balanced else {}
+        self.train_by_tag = [[m for m in self.train_pool if m["tag"] == t] for t in tags]  # empty: uniform
 
     def generation_metas(self, n: int) -> list[dict]:
         if self.train_by_tag:  # each GenEval tag equally likely, then a prompt of that tag

@@ -102,6 +102,10 @@ def is_reserved(meta: dict) -> bool:
     return False
 
 
+def names_a_color(meta: dict) -> bool:
+    return any("color" in clause for clause in meta["include"])
+
+
 @lru_cache(maxsize=1)
 def _splits() -> dict[str, tuple[dict, ...]]:
     rng = random.Random(SPLIT_SEED)
