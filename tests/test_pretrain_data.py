@@ -196,8 +196,8 @@ def test_names_a_color_reads_the_colour_of_any_clause():
     assert names_a_color(_position("circle", "left of", "square", "blue", "green"))
 
 
-def test_generation_prompts_can_be_narrowed_to_colourless_ones_and_restored(tiny_adapter):
-    from toyworld.prompts import names_a_color
+def test_generation_prompts_can_be_narrowed_to_colourless_train_ones_only(tiny_adapter):
+    from toyworld.prompts import load_split, names_a_color
 
     data = JointData(tiny_adapter, seed=0, tag_balanced=True)
     train = data.train_pool
@@ -209,3 +209,6 @@ def test_generation_prompts_can_be_narrowed_to_colourless_ones_and_restored(tiny
     assert sum(names_a_color(m) for m in data.generation_metas(400)) > 150  # colours, colour_attr and most others
     with pytest.raises(ValueError, match="no generation prompts"):
         data.use_generation_prompts([])
+    heldout = load_split("heldout")[0]
+    with pytest.raises(ValueError, match=f"1 generation prompts are not train prompts, e.g. '{heldout['prompt']}'"):
+        data.use_generation_prompts(train + [heldout])

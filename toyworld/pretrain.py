@@ -244,9 +244,15 @@ class JointData:
         return ids, mask, codes
 
     def use_generation_prompts(self, metas: list[dict]) -> None:
-        """Generation prompts from now on (train prompts only: the split's promise), uniform or tag by tag."""
+        """Generation prompts from now on, uniform or tag by tag; train prompts only (the splits' promise: no test or
+        heldout prompt is ever a pretraining target)."""
         if not metas:
             raise ValueError("no generation prompts to draw from")
+        train = {m["prompt"] for m in load_split("train")}
+        outside = [m["prompt"] for m in metas if m["prompt"] not in train]
+        if outside:
+            raise ValueError(f"{len(outside)} generation prompts are not train prompts, e.g. {outside[0]!r}: only "
+                             f"the train split may be a pretraining target")
         self.train_pool = list(metas)
         tags = dict.fromkeys(m["tag"] for m in self.train_pool) if self.tag_balanced else {}
         self.train_by_tag = [[m for m in self.train_pool if m["tag"] == t] for t in tags]  # empty: uniform
