@@ -15,19 +15,14 @@ import time
 
 from launch.pretrain_toy import deterministic, factored_generator, lm_optimizer, optimizer_step, retarget_generator
 from models.janus import JanusAdapter
-from toyworld.evaluation import generation_score
 from toyworld.pretrain import JointData, generation_loss
-from toyworld.prompts import load_split, names_a_color
-from toyworld.scene import COLORS, SHAPES
+from toyworld.prompts import names_a_color
+
+from retarget import score  # the probes' 40-prompt scores
+from shape_control import type_name  # patch type -> (colour, shape, quadrant)
 
 PROMPTS = ["a photo of a purple triangle", "a photo of a yellow square", "a photo of a green circle",
            "a photo of a red triangle", "a photo of a triangle"]
-
-
-def type_name(t):  # patch type -> (colour, shape, quadrant), as toyworld.pretrain.patch_types
-    color, rest = divmod(t - 1, len(SHAPES) * 4)
-    shape, q = divmod(rest, 4)
-    return COLORS[color], SHAPES[shape], q
 
 
 def shapes(a):
@@ -39,14 +34,6 @@ def shapes(a):
             if 0 < t <= 60 and type_name(t)[2] == 0:  # an object's top-left token
                 c[type_name(t)[:2]] += 1
         print(" ", p, dict(c.most_common(4)), flush=True)
-
-
-def score(a, label):
-    a.model.eval()
-    for split in ("test", "heldout"):
-        metas = load_split(split)
-        r = generation_score(a, metas[:: max(1, len(metas) // 40)], seed=0)
-        print(label, split, round(r["overall"], 3), {k: round(v, 2) for k, v in r["per_tag"].items()}, flush=True)
 
 
 def main(arm, steps_a, steps_b):
