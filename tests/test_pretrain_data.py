@@ -212,3 +212,33 @@ def test_generation_prompts_can_be_narrowed_to_colourless_train_ones_only(tiny_a
     heldout = load_split("heldout")[0]
     with pytest.raises(ValueError, match=f"1 generation prompts are not train prompts, e.g. '{heldout['prompt']}'"):
         data.use_generation_prompts(train + [heldout])
+
+
+def test_color_only_rows_hide_the_shape_words_of_colour_naming_prompts_only(tiny_adapter):
+    """color_only_p=1: every colour-naming row loses its shape words to <pad> (colour and relation words kept);
+    colourless rows are untouched; p=0 draws exactly what a stream without the option draws."""
+    from toyworld.prompts import load_split, names_a_color
+
+    train = load_split("train")
+    colored = next(m for m in train if m["tag"] == "position" and all("color" in c for c in m["include"]))
+    plain = next(m for m in train if m["tag"] == "counting" and not names_a_color(m))
+    data = JointData(tiny_adapter, seed=0)
+    data.use_generation_prompts([colored, plain])
+    data.uncond_p, data.color_only_p = 0.0, 1.0
+    ids, mask, _ = data.generation(12)
+    tok = tiny_adapter.tok
+    words = [[w for w in tok.convert_ids_to_tokens(row[m.bool()].tolist()) if w != "<pad>"]
+             for row, m in zip(ids, mask)]
+    seen = {" ".join(w) for w in words}
+    shape = colored["include"][1]["class"]
+    hidden = colored["prompt"].replace(" " + colored["include"][0]["class"], "").replace(" " + shape, "")
+    assert seen == {f"<bos> {hidden} <boi>", f"<bos> {plain['prompt']} <boi>"}, seen
+    assert colored["include"][0]["color"] in hidden and colored["include"][1]["position"][0] in hidden
+
+    def stream(p):
+        d = JointData(tiny_adapter, seed=3)
+        d.color_only_p = p
+        return d.generation(6)[0]
+
+    base = JointData(tiny_adapter, seed=3).generation(6)[0]
+    assert torch.equal(stream(0.0), base) and not torch.equal(stream(1.0), base)

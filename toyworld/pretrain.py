@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from models.janus import JanusAdapter, to_pixels
 from models.toy import RUBRIC_INSTRUCTION
 from rewards.rubric import rubric_from_metadata, rubric_text
-from toyworld.prompts import load_split, scene_for, universe
+from toyworld.prompts import load_split, names_a_color, plural, scene_for, universe
 from toyworld.questions import KINDS, ask
 from toyworld.render import render
 from toyworld.scene import BACKGROUND, CANVAS, COLORS, GRID, SHAPES
@@ -225,6 +225,9 @@ class JointData:
         self.use_generation_prompts(load_split("train"))
         self.k, self.uncond_p, self.hard_p = questions_per_image, uncond_p, 1.0
         self.kinds = KINDS  # question kinds drawn uniformly from this tuple (repeat a kind to weight it)
+        self.color_only_p = 0.0  # share of colour-naming generation rows whose shape words are hidden (`generation`)
+        shape_words = " ".join(w for s in SHAPES for w in (s, plural(s)))
+        self.shape_ids = torch.tensor(adapter.tok(shape_words, add_special_tokens=False).input_ids)
 
     def generation(self, n: int):
         """(prompt ids, mask, target codes) of train prompts (uniform over prompts, or `tag_balanced`); with a
@@ -236,6 +239,9 @@ class JointData:
         ids, uncond, mask = self.a.generation_prompts(prompts)
         drop = torch.tensor([self.rng.random() < self.uncond_p for _ in prompts])
         ids = torch.where(drop[:, None], uncond, ids)
+        if self.color_only_p:  # "a photo of a red <pad>" -> a red triangle: each colour word learned on its own
+            hide = torch.tensor([names_a_color(m) and self.rng.random() < self.color_only_p for m in metas])
+            ids = torch.where(hide[:, None] & torch.isin(ids, self.shape_ids), self.a.pad_id, ids)
         if self.codes_are_types:
             return ids, mask, patch_types(objs)
         with torch.no_grad():
