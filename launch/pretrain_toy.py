@@ -1,5 +1,6 @@
-"""Pretrain the embedded toy UMM (deterministic by seed): VQ; understanding on symbolic scenes; then joint
-generation + understanding + rubrics; then an understanding tail with spatial questions weighted.
+"""Pretrain the embedded toy UMM (deterministic by seed on one CPU type): VQ; understanding on symbolic scenes; then
+joint generation + understanding + rubrics; then an understanding tail with spatial questions weighted; then a
+composition tail that teaches the generator shape words before colour words and each colour word on its own.
 
     python launch/pretrain_toy.py [key=value ...]     # defaults reproduce the committed models/toy_umm
 """
@@ -60,6 +61,15 @@ class PretrainConfig:
     tail_gen_only_steps: int = 0  # generation-only steps (batch `tail_gen_batch`) after each tail step
     tail_shape_first: float = 0.0  # share of the tail whose generation prompts name no colour (then all train
     # prompts): shape words learned before colour words, so a colour word does not decide the shape
+    tail_color_only: float = 0.0  # after the shape-first share, this share of colour-naming generation rows hide
+    # their shape words ("a photo of a red <pad>"), so a colour word sets the colour whatever the shape word
+    # then the composition tail: `train_tail` again, with the generator retargeted and factored, shape words first,
+    # colour-only rows and generation-only steps (docs/results/toy_umm.md, "Composition"); lr and batches as the tail's
+    compose_steps: int = 300
+    compose_kinds: str = "object,attribute,attribute,count,spatial,spatial,relation"
+    compose_gen_only_steps: int = 2
+    compose_shape_first: float = 0.5
+    compose_color_only: float = 0.25
     gen_tag_balanced: bool = False  # generation prompts drawn tag by tag (else uniform over train prompts: 76% position)
     hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
     hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
@@ -198,11 +208,11 @@ def train_joint(adapter: JanusAdapter, cfg, codes_are_types: bool = False) -> No
     model.eval()
 
 
-def question_kinds(text: str) -> tuple[str, ...]:
+def question_kinds(text: str, key: str = "tail_kinds") -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     bad = [k for k in kinds if k not in KINDS]
     if not kinds or bad:
-        raise UserError(f"tail_kinds {text!r}: expected a comma list of question kinds from {', '.join(KINDS)} "
+        raise UserError(f"{key} {text!r}: expected a comma list of question kinds from {', '.join(KINDS)} "
                         f"(repeat a kind to weight it)")
     return kinds
 
@@ -261,6 +271,8 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
                 pool = [m for m in train_prompts if step or not names_a_color(m)]
                 data.use_generation_prompts(pool)
                 gen_only.use_generation_prompts(pool)
+            if step == shape_first_steps:
+                data.color_only_p = gen_only.color_only_p = cfg.tail_color_only
             losses = understanding_losses(adapter, data, cfg, symbolic=False)
             losses["rubric"] = text_loss(adapter, *data.rubric(cfg.rubric_batch))  # without: parse rate 1.00 -> 0.34
             if cfg.tail_gen_batch:
@@ -272,6 +284,16 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
             if step % cfg.log_every == cfg.log_every - 1:
                 log_losses("tail", step, cfg.tail_steps, losses, t0)
     model.eval()
+
+
+def compose_stage(cfg):
+    """The composition tail as a tail config (the `compose_*` values in the `tail_*` keys, codes retargeted). It
+    draws the same data streams as the tail (seeds + 11, 12, 13): measured that way."""
+    stage = cfg.copy()
+    stage.tail_steps, stage.tail_kinds, stage.tail_retarget_codes = cfg.compose_steps, cfg.compose_kinds, True
+    stage.tail_gen_only_steps, stage.tail_shape_first = cfg.compose_gen_only_steps, cfg.compose_shape_first
+    stage.tail_color_only = cfg.compose_color_only
+    return stage
 
 
 def measure(adapter: JanusAdapter, cfg) -> dict:
@@ -316,6 +338,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     t_vq = time.time() - t0
     train_joint(adapter, cfg, codes_are_types)
     train_tail(adapter, cfg)
+    train_tail(adapter, compose_stage(cfg))
     wall = time.time() - t0
     adapter.save_pretrained(cfg.out)
     report = {"wall_s": round(wall, 1), "vq_s": round(t_vq, 1), **(measure(adapter, cfg) if cfg.measure_after else {})}
@@ -323,19 +346,29 @@ def pretrain(cfg: PretrainConfig) -> dict:
     return report
 
 
+def check_tail_options(cfg, prefix: str) -> None:
+    question_kinds(cfg[f"{prefix}_kinds"], f"{prefix}_kinds")
+    for key in (f"{prefix}_shape_first", f"{prefix}_color_only"):
+        if not 0 <= cfg[key] <= 1:
+            raise UserError(f"{key} is a share: 0 to 1 (got {cfg[key]})")
+    key = f"{prefix}_gen_only_steps"
+    if cfg[key] < 0:
+        raise UserError(f"{key} counts steps per tail step: >= 0 (got {cfg[key]})")
+
+
 def main(argv: list[str]) -> None:
     cfg = parse_config(PretrainConfig, argv, "launch/pretrain_toy.py", __doc__)
-    question_kinds(cfg.tail_kinds)  # a bad list fails now, not after half an hour of pretraining
-    if not 0 <= cfg.tail_shape_first <= 1:
-        raise UserError(f"tail_shape_first is a share of the tail steps: 0 to 1 (got {cfg.tail_shape_first})")
-    if cfg.tail_gen_only_steps < 0:
-        raise UserError(f"tail_gen_only_steps counts steps per tail step: >= 0 (got {cfg.tail_gen_only_steps})")
+    for prefix in ("tail", "compose"):  # bad tail options fail now, not after half an hour of pretraining
+        check_tail_options(cfg, prefix)
     if cfg.consolidate_codes and cfg.codebook < N_PATCH_TYPES:
         raise UserError(f"consolidate_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
                         f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set consolidate_codes=false")
     if cfg.tail_retarget_codes and cfg.tail_steps > 0 and cfg.codebook < N_PATCH_TYPES:
         raise UserError(f"tail_retarget_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
                         f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set tail_retarget_codes=false")
+    if cfg.compose_steps > 0 and cfg.codebook < N_PATCH_TYPES:
+        raise UserError(f"the composition tail gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
+                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set compose_steps=0")
     with deterministic(cfg.threads):
         report = pretrain(cfg)
     print(json.dumps(report))

@@ -8,7 +8,8 @@ from launch import pretrain_toy
 TINY = ["hidden=32", "layers=1", "vision_hidden=32", "vision_layers=1", "codebook=64", "vq_steps=3", "vq_batch=2",
         "symbolic_steps=2", "joint_steps=3", "gen_batch=2", "und_batch=2", "rubric_batch=2", "warmup=1",
         "measure_after=false", "tail_steps=2", "tail_gen_batch=2", "tail_retarget_codes=true", "tail_gen_only_steps=1",
-        "tail_shape_first=0.5"]
+        "tail_shape_first=0.5", "compose_steps=2", "compose_gen_only_steps=1"]
+NO_TAILS = [a for a in TINY if not a.startswith(("tail_", "compose_"))] + ["tail_steps=0", "compose_steps=0"]
 
 
 @pytest.mark.slow  # three pretraining runs (25 s); the default suite checks a full-size step's bitwise gradients
@@ -57,6 +58,8 @@ def test_a_codebook_smaller_than_the_patch_types_is_refused_before_training():
         pretrain_toy.main(["codebook=32", "consolidate_codes=true"])
     with pytest.raises(UserError, match="codebook must be >= 61 .got 32.*tail_retarget_codes=false"):
         pretrain_toy.main(["codebook=32", "tail_retarget_codes=true"])
+    with pytest.raises(UserError, match="composition tail .* codebook must be >= 61 .got 32.*compose_steps=0"):
+        pretrain_toy.main(["codebook=32"])
 
 
 def test_a_bad_tail_kind_list_is_refused_before_training():
@@ -64,6 +67,8 @@ def test_a_bad_tail_kind_list_is_refused_before_training():
 
     with pytest.raises(UserError, match="tail_kinds 'object,colour'.*object, attribute, count, spatial, relation"):
         pretrain_toy.main(["tail_kinds=object,colour"])
+    with pytest.raises(UserError, match="compose_kinds .count,colour.*object, attribute"):
+        pretrain_toy.main(["compose_kinds=count,colour"])
 
 
 def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
@@ -74,24 +79,25 @@ def test_understanding_tail_runs_and_logs_its_losses(tmp_path, capsys):
     assert (tmp_path / "model.safetensors").is_file()
 
 
-def test_the_tail_on_a_saved_model_equals_the_tail_in_one_run(tmp_path):
-    """How the committed model was made (docs/results/toy_umm.md): the tail run on the saved output of the earlier
-    defaults gives bitwise the weights one run of the new defaults gives."""
+def test_the_tails_on_a_saved_model_equal_the_tails_in_one_run(tmp_path):
+    """How the committed model was made (docs/results/toy_umm.md): the tail, then the composition tail, each run
+    on the saved output of the stages before, give bitwise the weights one run of the defaults gives."""
     from launch.cli import parse_config
-    from launch.pretrain_toy import PretrainConfig, deterministic, train_tail
+    from launch.pretrain_toy import PretrainConfig, compose_stage, deterministic, train_tail
     from models.janus import JanusAdapter
 
     pretrain_toy.main(TINY + [f"out={tmp_path / 'one_run'}"])
-    pretrain_toy.main([a for a in TINY if not a.startswith("tail_")] + ["tail_steps=0", f"out={tmp_path / 'no_tail'}"])
+    pretrain_toy.main(NO_TAILS + [f"out={tmp_path / 'no_tail'}"])
     cfg = parse_config(PretrainConfig, TINY, "test")
-    with deterministic(cfg.threads):
-        adapter = JanusAdapter.from_pretrained(tmp_path / "no_tail", device="cpu")
-        train_tail(adapter, cfg)
-    adapter.save_pretrained(tmp_path / "two_runs")
-    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("one_run", "two_runs"))
+    for stage, base, out in ((cfg, "no_tail", "tail"), (compose_stage(cfg), "tail", "both")):
+        with deterministic(cfg.threads):
+            adapter = JanusAdapter.from_pretrained(tmp_path / base, device="cpu")
+            train_tail(adapter, stage)
+        adapter.save_pretrained(tmp_path / out)
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("one_run", "both"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    before = load_file(tmp_path / "no_tail" / "model.safetensors")
-    assert any(not torch.equal(a[k], before[k]) for k in a)
+    before, tail = (load_file(tmp_path / n / "model.safetensors") for n in ("no_tail", "tail"))
+    assert any(not torch.equal(a[k], before[k]) for k in a) and any(not torch.equal(a[k], tail[k]) for k in a)
 
 
 def test_consolidated_codes_and_tag_balanced_generation_run_end_to_end(tmp_path, capsys):
@@ -113,20 +119,36 @@ def test_shape_first_tail_draws_colourless_prompts_first_and_adds_generation_onl
     from toyworld.pretrain import JointData
     from toyworld.prompts import load_split, names_a_color
 
-    pretrain_toy.main([a for a in TINY if not a.startswith("tail_")] + ["tail_steps=0", f"out={tmp_path}"])
-    pools, draw = [], JointData.generation_metas
-    monkeypatch.setattr(JointData, "generation_metas",
-                        lambda self, n: pools.append(list(self.train_pool)) or draw(self, n))
-    cfg = parse_config(PretrainConfig, TINY + ["tail_steps=4"], "test")  # TINY: shape-first 0.5, 1 extra step
+    pretrain_toy.main(NO_TAILS + [f"out={tmp_path}"])
+    pools, color_only, draw = [], [], JointData.generation_metas
+    monkeypatch.setattr(JointData, "generation_metas", lambda self, n: pools.append(list(self.train_pool))
+                        or color_only.append(self.color_only_p) or draw(self, n))
+    cfg = parse_config(PretrainConfig, TINY + ["tail_steps=4", "tail_color_only=0.3"], "test")  # TINY: shape-first
+    # 0.5, 1 extra step
     with deterministic(cfg.threads):
         train_tail(JanusAdapter.from_pretrained(tmp_path, device="cpu"), cfg)
     train = load_split("train")
     assert len(pools) == 8 and all(p == train for p in pools[4:])
     assert all(p == [m for m in train if not names_a_color(m)] for p in pools[:4]) and 0 < len(pools[0]) < len(train)
+    assert color_only == [0.0] * 4 + [0.3] * 4  # colour-only rows once colour words are in the prompts
+
+
+def test_the_composition_tail_is_the_tail_with_its_own_options_and_codes_retargeted():
+    from launch.cli import parse_config
+    from launch.pretrain_toy import PretrainConfig, compose_stage
+
+    cfg = parse_config(PretrainConfig, ["compose_steps=7", "compose_color_only=0.4"], "test")
+    stage = compose_stage(cfg)
+    assert (stage.tail_steps, stage.tail_color_only, stage.tail_retarget_codes) == (7, 0.4, True)
+    assert (stage.tail_gen_only_steps, stage.tail_shape_first, stage.tail_kinds) == (
+        cfg.compose_gen_only_steps, cfg.compose_shape_first, cfg.compose_kinds)
+    assert (cfg.tail_steps, cfg.tail_color_only, cfg.tail_retarget_codes) == (300, 0.0, False)  # cfg untouched
 
 
 @pytest.mark.parametrize("bad, match", [("tail_shape_first=1.5", "tail_shape_first is a share.*0 to 1.*1.5"),
-                                        ("tail_gen_only_steps=-1", "tail_gen_only_steps.*>= 0.*-1")])
+                                        ("tail_gen_only_steps=-1", "tail_gen_only_steps.*>= 0.*-1"),
+                                        ("compose_color_only=-0.1", "compose_color_only is a share.*0 to 1.*-0.1"),
+                                        ("compose_gen_only_steps=-2", "compose_gen_only_steps.*>= 0.*-2")])
 def test_bad_tail_generation_options_are_refused_before_training(bad, match):
     from launch.cli import UserError
 
