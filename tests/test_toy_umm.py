@@ -11,8 +11,6 @@ from toyworld.prompts import load_split
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "toy_umm"
 
-# Known gap of the committed checkpoint (issue 2 stays open): the heldout generation xfail below is strict, so a
-# retrained model that meets the bar turns it into a failure until the marker is removed. docs/results/toy_umm.md.
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,7 @@ def test_rubrics_parse(umm, split):
 
 
 @pytest.mark.slow  # a measurement of the committed model (~40 s a split): docs/results/toy_umm.md
-@pytest.mark.parametrize("split", ["test", pytest.param("heldout", marks=[pytest.mark.xfail(
-    strict=True, reason="measured 0.040 on heldout: the generator does not compose colour-shape pairs it was never "
-    "asked to draw; the heldout tags are also its weakest (counting, position, color_attr)")])])
+@pytest.mark.parametrize("split", ["test", "heldout"])
 def test_generation_is_clearly_weaker(umm, split):
     r = generation_score(umm, load_split(split), samples_per_prompt=4, guidance=3.0, seed=0)
     assert 0.2 <= r["overall"] <= 0.6, r
