@@ -63,13 +63,6 @@ class PretrainConfig:
     # prompts): shape words learned before colour words, so a colour word does not decide the shape
     tail_color_only: float = 0.0  # after the shape-first share, this share of colour-naming generation rows hide
     # their shape words ("a photo of a red <pad>"), so a colour word sets the colour whatever the shape word
-    # then the composition tail: `train_tail` again, with the generator retargeted and factored, shape words first,
-    # colour-only rows and generation-only steps (docs/results/toy_umm.md, "Composition"); lr and batches as the tail's
-    compose_steps: int = 300
-    compose_kinds: str = "object,attribute,attribute,count,spatial,spatial,relation"
-    compose_gen_only_steps: int = 2
-    compose_shape_first: float = 0.5
-    compose_color_only: float = 0.25
     gen_tag_balanced: bool = False  # generation prompts drawn tag by tag (else uniform over train prompts: 76% position)
     hard_negatives_symbolic: float = 0.3  # share of colour-shape negatives that are binding negatives (when the
     hard_negatives: float = 0.5  # scene allows one) in the symbolic phase / in the joint phase
@@ -83,6 +76,13 @@ class PretrainConfig:
     eval_prompts: int = 40
     vision_hidden: int = 128
     measure_after: bool = True  # measure understanding, rubrics and generation on test and heldout
+    # The composition tail, after the tail: `train_tail` again with these options, the generator retargeted and
+    # factored (docs/results/toy_umm.md, "Composition"); lr and batches as the tail's
+    compose_steps: int = 300
+    compose_kinds: str = "object,attribute,attribute,count,spatial,spatial,relation"
+    compose_gen_only_steps: int = 2
+    compose_shape_first: float = 0.5
+    compose_color_only: float = 0.25
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -252,8 +252,9 @@ def train_tail(adapter: JanusAdapter, cfg) -> None:
     (docs/results/toy_umm.md, "Understanding tail"), 300 steps: yes/no 0.879 / 0.887 -> 0.906 / 0.921 (spatial
     0.63 -> 0.74 on test), generation on test 0.206 -> 0.246 (145 prompts). Without rubric rows the parse rate
     fell to 0.34; on count and spatial questions only, object and attribute fell to 0.82 / 0.64.
-    `tail_gen_only_steps` and `tail_shape_first` (off by default) train the generator harder and shape words
-    before colour words, so reserved colour-shape pairs compose (docs/results/toy_umm.md, "Composition")."""
+    `tail_gen_only_steps`, `tail_shape_first` and `tail_color_only` (off by default; on in the composition tail,
+    `compose_stage`) train the generator harder, shape words before colour words and colour words on their own, so
+    reserved colour-shape pairs compose (docs/results/toy_umm.md, "Composition")."""
     if cfg.tail_steps <= 0:
         return
     codes_are_types = cfg.tail_retarget_codes and retarget_generator(adapter, cfg.seed + 12)
