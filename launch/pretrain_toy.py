@@ -361,15 +361,13 @@ def main(argv: list[str]) -> None:
     cfg = parse_config(PretrainConfig, argv, "launch/pretrain_toy.py", __doc__)
     for prefix in ("tail", "compose"):  # bad tail options fail now, not after half an hour of pretraining
         check_tail_options(cfg, prefix)
-    if cfg.consolidate_codes and cfg.codebook < N_PATCH_TYPES:
-        raise UserError(f"consolidate_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
-                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set consolidate_codes=false")
-    if cfg.tail_retarget_codes and cfg.tail_steps > 0 and cfg.codebook < N_PATCH_TYPES:
-        raise UserError(f"tail_retarget_codes gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
-                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set tail_retarget_codes=false")
-    if cfg.compose_steps > 0 and cfg.codebook < N_PATCH_TYPES:
-        raise UserError(f"the composition tail gives each of the {N_PATCH_TYPES} patch types its own code: codebook "
-                        f"must be >= {N_PATCH_TYPES} (got {cfg.codebook}), or set compose_steps=0")
+    for wanted, what, off in ((cfg.consolidate_codes, "consolidate_codes", "consolidate_codes=false"),
+                              (cfg.tail_retarget_codes and cfg.tail_steps > 0, "tail_retarget_codes",
+                               "tail_retarget_codes=false"),
+                              (cfg.compose_steps > 0, "the composition tail", "compose_steps=0")):
+        if wanted and cfg.codebook < N_PATCH_TYPES:
+            raise UserError(f"{what} gives each of the {N_PATCH_TYPES} patch types its own code: codebook must be "
+                            f">= {N_PATCH_TYPES} (got {cfg.codebook}), or set {off}")
     with deterministic(cfg.threads):
         report = pretrain(cfg)
     print(json.dumps(report))

@@ -12,7 +12,6 @@ from toyworld.prompts import load_split
 CKPT = Path(__file__).resolve().parents[1] / "models" / "toy_umm"
 
 
-
 @pytest.fixture(scope="module")
 def umm():
     return JanusAdapter.from_pretrained(CKPT)
