@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.adapter import Capabilities, GeneratorAdapter, ImageSamples, resolve_device, resolve_dtype, to_uint8
 from models.flow_families import FAMILIES, VAES, SD3Family
 from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
 from models.flow_text import PIPELINES, PipelineText, TextCondition, vlm_encoder
-from models.adapter import GeneratorAdapter, resolve_device, resolve_dtype
-from models.janus import ImageSamples, to_uint8
 
 ADAPTER_FILE = "meta_ttrl.json"
 
@@ -53,10 +52,6 @@ def flow_schedule(steps: int, shift: float) -> list[float]:
     """t_0 = 1 > t_1 > ... > t_S = 0 with the shifted schedule of diffusers' FlowMatchEulerDiscreteScheduler."""
     t = torch.linspace(1.0, 0.0, steps + 1)
     return (shift * t / (1 + (shift - 1) * t)).tolist()
-
-
-def is_flow_dir(path: Path) -> bool:
-    return (Path(path) / "model_index.json").is_file()
 
 
 def check_flow_dir(path: Path) -> tuple[dict, dict]:
@@ -165,6 +160,13 @@ class DiffusionAdapter(GeneratorAdapter):
         (path / "model_index.json").write_text(json.dumps(index, indent=1))
         meta = {"backend": "flow", "flow": asdict(self.s), "latent_channels": self.channels, "latent_size": self.size}
         (path / ADAPTER_FILE).write_text(json.dumps(meta, indent=1))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Its own understanding only with a VLM (Qwen-Image's, or `understanding` for SD3/FLUX); no image tokens,
+        prompt likelihood or latent search."""
+        return Capabilities(understanding=self.understanding is not None, prompt_likelihood=False,
+                            image_tokens=False, latent_search=False)
 
     @property
     def device(self):

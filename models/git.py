@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, GitConfig, GitForCausalLM
 
-from models.janus import answer_token_ids
+from models.adapter import answer_token_ids
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 

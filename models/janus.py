@@ -10,14 +10,14 @@ that same distribution, so importance ratios are exact.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, JanusForConditionalGeneration
 
-from models.adapter import GeneratorAdapter, first_difference, resolve_device, resolve_dtype
+from models.adapter import (Capabilities, GeneratorAdapter, ImageSamples, LatentShift, answer_token_ids,
+                            first_difference, resolve_device, resolve_dtype, to_uint8)
 from models.janus_formats import ADAPTER_FILE, load_format
 
 
@@ -25,46 +25,9 @@ from models.janus_formats import ADAPTER_FILE, load_format
 GENERATOR_PREFIXES = ("model.language_model.", "model.generation_", "lm_head.")
 
 
-@dataclass
-class LatentShift:
-    """MILR's optimised latents, as offsets for the conditional rows of a guided batch (one row per sequence):
-    `text` (B, n_t, D) is added to the input embeddings of the first n_t prompt tokens (a prompt's last-layer
-    states feed no later position in a causal model, so the prompt's latents are taken at the input), `image`
-    (B, n_v, D) to the last-layer states that predict the first n_v image tokens. Either may be None."""
-    text: torch.Tensor | None = None
-    image: torch.Tensor | None = None
-
-    def rows(self, index) -> "LatentShift":
-        return LatentShift(*(None if x is None else x[index] for x in (self.text, self.image)))
-
-
-@dataclass
-class ImageSamples:
-    tokens: torch.Tensor  # (N, T) image-code ids
-    logprobs: torch.Tensor  # (N, T) log-prob of each token under the guided sampling distribution
-    images: np.ndarray  # (N, H, W, 3) uint8
-
-
-def to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """(N, H, W, 3) in [-1, 1] -> uint8."""
-    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-
-
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> (N, 3, H, W) in [-1, 1] (Janus's normalisation: mean 0.5, std 0.5)."""
     return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def answer_token_ids(tokenizer, word: str) -> list[int]:
-    """Single-token ids of `word` and its leading-space / capitalised variants."""
-    ids = set()
-    for variant in (word, " " + word, word.capitalize(), " " + word.capitalize()):
-        enc = tokenizer(variant, add_special_tokens=False).input_ids
-        if len(enc) == 1 and enc[0] != tokenizer.unk_token_id:
-            ids.add(enc[0])
-    if not ids:
-        raise ValueError(f"the tokenizer has no single token for answer {word!r}")
-    return sorted(ids)
 
 
 def check_janus_dir(path: Path) -> None:
@@ -91,6 +54,8 @@ def check_janus_dir(path: Path) -> None:
 
 
 class JanusAdapter(GeneratorAdapter):
+    capabilities = Capabilities(understanding=True, prompt_likelihood=True, image_tokens=True, latent_search=True)
+
     def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
                  image_joiner: str = " "):
         self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
@@ -181,6 +146,16 @@ class JanusAdapter(GeneratorAdapter):
     @property
     def max_positions(self) -> int:
         return self.model.config.text_config.max_position_embeddings
+
+    @property
+    def latent_width(self) -> int:
+        """Width of the last-layer latents MILR moves."""
+        return self.model.config.text_config.hidden_size
+
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of the images the vision tower reads."""
+        return self.model.config.vision_config.image_size
 
     def generation_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left-padded (cond ids, uncond ids, mask); uncond keeps the first and last token (BOS, BOI)."""

@@ -1,18 +1,57 @@
-"""One entry point for every model directory: a diffusers flow pipeline (model_index.json) gets the diffusion
-adapter, anything else the Janus adapter (which says clearly when a directory is not a Janus model)."""
+"""One entry point for every model directory: the backend registry, name -> (recognises a directory, loads it).
+The first backend that recognises a directory loads it; the Janus adapter takes the rest and says clearly when a
+directory is not a Janus model."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
+
+
+class Backend(NamedTuple):
+    recognises: Callable[[Path], bool]
+    load: Callable  # (path, device, dtype, understanding) -> adapter
+
+
+def _flow(path, device, dtype, understanding):
+    from models.diffusion import DiffusionAdapter
+    return DiffusionAdapter.from_pretrained(path, device=device, dtype=dtype, understanding=understanding or None)
+
+
+def _janus(path, device, dtype, understanding):
+    from models.janus import JanusAdapter
+    return JanusAdapter.from_pretrained(path, device=device, dtype=dtype)
+
+
+def _is_flow_dir(path: Path) -> bool:
+    return (Path(path) / "model_index.json").is_file()
+
+
+BACKENDS = {"flow": Backend(_is_flow_dir, _flow), "janus": Backend(lambda path: True, _janus)}
+
+
+def backend_of(path: str | Path) -> str:
+    return next(name for name, b in BACKENDS.items() if b.recognises(Path(path)))
 
 
 def load_adapter(path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
                  understanding: str | Path | None = None):
     """`understanding`: the Qwen2.5-VL of a flow pipeline that has none (SD3, FLUX); unused by other models."""
-    from models.diffusion import DiffusionAdapter, is_flow_dir
-    from models.janus import JanusAdapter
-    if is_flow_dir(Path(path)):
-        return DiffusionAdapter.from_pretrained(path, device=device, dtype=dtype, understanding=understanding or None)
-    return JanusAdapter.from_pretrained(path, device=device, dtype=dtype)
+    return BACKENDS[backend_of(path)].load(Path(path), device, dtype, understanding)
+
+
+def _transformers_judge(path, dtype, gpu_memory: float):
+    adapter = load_adapter(path, dtype=dtype)
+    adapter.freeze()
+    return adapter
+
+
+def _vllm_judge(path, dtype, gpu_memory: float):
+    from models.vllm_introspector import VLLMIntrospector  # the optional GPU extra, imported only when chosen
+    return VLLMIntrospector.from_pretrained(path, gpu_memory)
+
+
+# reward.backend: how a separate judge model (reward.model_path) is served -> (path, dtype, GPU share) -> model
+JUDGE_BACKENDS = {"transformers": _transformers_judge, "vllm": _vllm_judge}

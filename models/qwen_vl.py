@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.adapter import first_difference
-from models.janus import answer_token_ids
+from models.adapter import answer_token_ids, first_difference
 
 CHAT = {
     "answer": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"

@@ -1,21 +1,16 @@
-"""The embedded toy UMM: a tiny JanusForConditionalGeneration config and a word-level tokenizer.
-
-The tokenizer is built locally with `tokenizers` (no hub): a closed vocabulary of every word the toy world's
-prompts, questions, captions and rubrics use, plus the special tokens of the prompt templates below.
-"""
+"""The embedded toy UMM's architecture: a tiny JanusForConditionalGeneration config, its prompt templates, and
+where its committed checkpoint lies. It loads through the Janus adapter like any Janus-layout checkpoint; its
+word-level tokenizer is built from the toy world's words (toyworld/vocabulary.py) and saved with it."""
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-from transformers import JanusConfig, LlamaConfig, PreTrainedTokenizerFast
+from pathlib import Path
 
-from rewards.rubric import DIMENSIONS, SCHEMA_INSTRUCTION, rubric_from_metadata, rubric_text
-from toyworld.prompts import universe
-from toyworld.scene import COLORS, RELATIONS, SHAPES
+from transformers import JanusConfig, LlamaConfig
+
+EMBEDDED = Path(__file__).resolve().parent / "toy_umm"  # the committed model (launch/pretrain_toy.py's defaults)
 
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>", "<image>", "<boi>", "<eoi>", "<q>", "<a>", "<cap>", "<sep>")
-RUBRIC_INSTRUCTION = SCHEMA_INSTRUCTION
-QUESTION_WORDS = "is there a are the and same color one two three four yes no ? : ; ,".split()
 
 # Prompt templates of the toy model; `{image}` expands to one <image> per vision patch.
 TEMPLATES = {
@@ -25,26 +20,6 @@ TEMPLATES = {
     "caption": "<bos> {image} <cap>",
     "write": "<bos> {instruction} {prompt} <sep>",
 }
-
-
-def vocabulary() -> list[str]:
-    words = set(QUESTION_WORDS) | set(DIMENSIONS) | set(COLORS) | set(RELATIONS[0].split())
-    words |= {w for s in SHAPES for w in (s, s + "s")} | {w for r in RELATIONS for w in r.split()}
-    words |= set(RUBRIC_INSTRUCTION.split())
-    for meta in universe():
-        words |= set(meta["prompt"].split())
-        words |= set(rubric_text(rubric_from_metadata(meta)).split())
-    return list(SPECIAL) + sorted(words - set(SPECIAL))
-
-
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(vocabulary())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    # Split on whitespace and keep special tokens like "<image>" whole.
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>", additional_special_tokens=list(SPECIAL[4:]))
 
 
 def toy_config(vocab_size: int, image_token_id: int, hidden: int = 192, layers: int = 4, heads: int = 4,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.janus import answer_token_ids
+from models.adapter import Capabilities, answer_token_ids
 
 # Qwen2.5-VL's chat format (the understanding side of Qwen-Image); one image placeholder that vLLM expands.
 QWEN2_5_VL = {
@@ -71,6 +71,8 @@ def yes_no_from_logprobs(top: dict, yes_ids: list[int], no_ids: list[int], unans
 
 
 class VLLMIntrospector:
+    capabilities = Capabilities(understanding=True, prompt_likelihood=False, image_tokens=False, latent_search=False)
+
     def __init__(self, engine, templates: dict | None = None, top_logprobs: int = 20, sampling_params=None):
         """`engine`: a vllm.LLM (or anything with its `generate` and `get_tokenizer`); `sampling_params`:
         the class building request parameters (default vllm.SamplingParams)."""
