@@ -10,9 +10,9 @@ import torch
 
 from actors.checkpointed import Checkpointed
 from learners.state import State, load_rng_state, merge, rng_state
-from models.loading import load_adapter
-from rewards.introspection import RubricBook
-from rewards.judges import build_judge, model_writer
+from models.loading import JUDGE_BACKENDS, load_adapter
+from rewards.introspection import RUBRIC_SOURCES
+from rewards.judges import JudgeContext, build_judge, model_writer
 from rewards.rubric import RubricItem
 from rollout.batch import Judgement, RolloutBatch
 from rollout.health import batch_health
@@ -21,14 +21,15 @@ from rollout.health import batch_health
 def judge_model(reward_cfg, dtype: str, policy):
     """The model that writes and answers rubrics: the policy's own frozen copy (Meta-TTRL), an external one
     (E-TTRL: reward.model_path), or a vLLM engine over one (reward.backend=vllm, GPU only)."""
-    if reward_cfg.backend == "vllm":
-        from models.vllm_introspector import VLLMIntrospector
-        return VLLMIntrospector.from_pretrained(reward_cfg.model_path, reward_cfg.vllm_gpu_memory)
-    if not reward_cfg.model_path:
+    if reward_cfg.backend == "transformers" and not reward_cfg.model_path:
         return policy
-    external = load_adapter(reward_cfg.model_path, dtype=dtype)
-    external.freeze()
-    return external
+    return JUDGE_BACKENDS[reward_cfg.backend](reward_cfg.model_path, dtype, reward_cfg.vllm_gpu_memory)
+
+
+def toy_oracle(image, meta: dict) -> bool:
+    """The toy world's evaluator: what reward.judge=oracle rewards (RL leakage, an upper bound)."""
+    from toyworld.oracle import evaluate
+    return evaluate(image, meta).correct
 
 
 @ray.remote
@@ -41,9 +42,9 @@ class IntrospectorActor(Checkpointed):
         self.a = judge_model(reward_cfg, model.dtype, self.ref)
         self.gen = self.ref.generator(seed)
         writer = model_writer(self.a, rubric_cfg.max_new_tokens, self.gen)
-        self.book = RubricBook(writer if rubric_cfg.source == "introspector" else None, rubric_cfg.retries,
-                               metadata if rubric_cfg.source == "metadata" else None)
-        self.run_judge = build_judge(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {})
+        self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, rubric_cfg.retries, metadata)
+        self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {},
+                                                  toy_oracle))
 
     def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:
         return self.book.get(prompts)

@@ -9,14 +9,11 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.grpo_trainer import GRPOTrainer
-from learners.srum_trainer import SRUMTrainer
-from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
+from learners.state import State, load_rng_state, merge, rng_state
+from learners.trainers import TRAINERS
 from models.loading import load_adapter
 from rollout.batch import Judgement, RolloutBatch, split_stale
-
-TRAINERS = {"grpo": GRPOTrainer, "srum": SRUMTrainer}  # trainer.algorithm: how judgements become updates
 
 
 @ray.remote

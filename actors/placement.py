@@ -7,6 +7,11 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 
+# resources.strategy: how Ray places a role's bundles (each role gets its own placement group)
+STRATEGIES = {"PACK": "as few nodes as possible", "SPREAD": "as many nodes as possible",
+              "STRICT_PACK": "one node, or not placed", "STRICT_SPREAD": "one node per bundle, or not placed"}
+
+
 def bundles(n: int, num_cpus: float, num_gpus: float) -> list[dict]:
     if n < 1:
         raise ValueError(f"a role needs at least one actor, got {n}")

@@ -8,8 +8,8 @@ import ray
 import torch
 
 from actors import weight_sync
-from learners.state import State, load_rng_state, merge, rng_state
 from actors.checkpointed import Checkpointed
+from learners.state import State, load_rng_state, merge, rng_state
 from models.loading import load_adapter
 from rollout import milr
 from rollout.batch import RolloutBatch

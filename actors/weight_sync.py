@@ -121,12 +121,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# sync.backend -> the torch.distributed backend it means in this process
+BACKENDS = {"auto": lambda: "nccl" if torch.cuda.is_available() else "gloo", "gloo": lambda: "gloo",
+            "nccl": lambda: "nccl"}
+
+
 def resolve_backend(name: str) -> str:
-    if name == "auto":
-        return "nccl" if torch.cuda.is_available() else "gloo"
-    if name not in ("gloo", "nccl"):
-        raise ValueError(f"unknown sync backend {name!r}; valid: auto, gloo, nccl")
-    return name
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sync backend {name!r}; valid: {', '.join(BACKENDS)}")
+    return BACKENDS[name]()
 
 
 @dataclass

@@ -7,9 +7,10 @@ from dataclasses import asdict
 import torch
 
 from learners.grpo import group_advantages, grpo_loss
-from learners.optim import build_optim
 from learners.state import State, merge
+from learners.strategies import build_optim
 from rollout.batch import Judgement, RolloutBatch
+
 
 class GRPOTrainer:
     def __init__(self, adapter, cfg_grpo, guidance: float, temperature: float, seed: int,

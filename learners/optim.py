@@ -1,4 +1,5 @@
-"""How a learner rank turns a loss into a weight update (`trainer.strategy`), behind one small interface:
+"""How a learner rank turns a loss into a weight update (`trainer.strategy`, registry: learners/strategies.py),
+behind one small interface:
 `attach(groups)` once the collective exists, `step(loss) -> grad norm`, `lr()`, `state()` / `load_state()`, and
 for the weights: `gathered(params)` (a context in which they are whole on this rank), `weight_state(named)` /
 `load_weight_state()` (what a checkpoint holds of them on this rank).
@@ -20,7 +21,7 @@ from learners.state import State, load_named_tensors, load_optimizer_state, merg
 
 def adamw_with_warmup(params, cfg) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its schedule: linear warm-up over `cfg.warmup_steps` optimiser steps, then constant."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     warmup = max(int(cfg.warmup_steps), 0)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda n: min(1.0, (n + 1) / (warmup + 1)))
 
@@ -64,15 +65,3 @@ class TorchOptim(WholeWeights):
     def load_state(self, state: State) -> None:
         load_optimizer_state(self.opt, state)
         self.sched.load_state_dict(state[1]["scheduler"])
-
-
-STRATEGIES = ("torch", "deepspeed")
-
-
-def build_optim(strategy: str, params, cfg, allreduce, zero_stage: int = 2, ds_overrides: dict | None = None):
-    if strategy == "torch":
-        return TorchOptim(params, cfg, allreduce)
-    if strategy == "deepspeed":
-        from learners.deepspeed_optim import DeepSpeedOptim
-        return DeepSpeedOptim(params, cfg, zero_stage, ds_overrides)
-    raise ValueError(f"unknown trainer.strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")

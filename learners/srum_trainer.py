@@ -8,7 +8,8 @@ import torch
 
 from learners.grpo import k3_kl
 from learners.grpo_trainer import GRPOTrainer
-from learners.srum import LAMBDA_C, global_weight, to_score, token_loss
+from learners.srum import LAMBDA_C, global_weight, token_loss
+from rewards.srum import to_score
 from rollout.batch import Judgement, RolloutBatch
 
 

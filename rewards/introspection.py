@@ -93,3 +93,10 @@ class RubricBook:
     def load_state(self, state: dict) -> None:
         self.cache = {p: [RubricItem(**i) for i in items] for p, items in state["cache"].items()}
         self.counts = Counter(state["counts"])
+
+
+# rubric.source: who writes the rubrics -> (model writer, retries, metadata) -> RubricBook
+RUBRIC_SOURCES = {
+    "introspector": lambda writer, retries, metadata: RubricBook(writer, retries),  # the frozen model (Meta-TTRL)
+    "metadata": lambda writer, retries, metadata: RubricBook(None, retries, metadata),  # built from GenEval metadata
+}

@@ -7,22 +7,27 @@ rollout batch to rewards, per-sample fallback flags and, for SRUM, dense reward 
 - srum: the rubric reward as global score, plus oracle-free regions (rewards/regions.py) scored alone on the
   prompt's object questions, painted on the token grid (learners/srum.py).
 - gvu: the prompt's likelihood as a caption of the image (rewards/scoring.gvu_rewards).
-- oracle: the toy world's evaluator (RL leakage: an upper bound, not test-time legal).
+- oracle: the benchmark's own evaluator, given by the caller (RL leakage: an upper bound, not test-time legal).
 - server: whatever a reward server (rewards/server.py) serves, e.g. an external model's rubric judge.
+
+`JUDGES` is the registry (`reward.judge`): each kind's builder and the adapter capabilities it needs
+(models/adapter.Capabilities) of the model that judges and of the policy, which the driver checks before a
+cluster starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-from learners.srum import region_scores, reward_map, to_score
 from rewards.introspection import RubricBook, Writer, fallback_rubric
 from rewards.regions import isolate, segment
 from rewards.rubric import SCHEMA_INSTRUCTION
 from rewards.scoring import gvu_rewards, question_scores, rubric_rewards
+from rewards.srum import region_scores, reward_map, to_score
 
 
 def model_writer(adapter, max_new_tokens: int, generator: torch.Generator) -> Writer:
@@ -41,8 +46,7 @@ class Scored:
 
 
 class RubricJudge:
-    """Rubrics from `book`; answers (yes/no probabilities) from `answerer`: any adapter with
-    `image_features(images)` and `answer_probs(images, questions, image_index, features)`."""
+    """Rubrics from `book`; answers (yes/no probabilities) from `answerer`, any models.adapter.Understanding."""
 
     def __init__(self, book: RubricBook, answerer, chunk: int = 256):
         self.book, self.answerer, self.chunk = book, answerer, chunk
@@ -108,15 +112,16 @@ class GvUJudge:
 
 
 class OracleJudge:
-    def __init__(self, metadata: dict[str, dict]):
-        self.metadata = metadata
+    """`evaluate(image, metadata) -> bool` of a benchmark, on prompts with metadata."""
+
+    def __init__(self, metadata: dict[str, dict], evaluate: Callable[[np.ndarray, dict], bool]):
+        self.metadata, self.evaluate = metadata, evaluate
 
     def __call__(self, batch) -> Scored:
-        from toyworld.oracle import evaluate
         missing = [p for p in batch.prompts if p not in self.metadata]
         if missing:
             raise KeyError(f"reward.judge=oracle needs GenEval metadata for prompt {missing[0]!r}")
-        verdicts = [evaluate(img, self.metadata[p]).correct for img, p in zip(batch.images, batch.prompts)]
+        verdicts = [self.evaluate(img, self.metadata[p]) for img, p in zip(batch.images, batch.prompts)]
         return Scored(torch.tensor(verdicts, dtype=torch.float32), [False] * len(batch.prompts))
 
 
@@ -135,29 +140,54 @@ class ServerJudge:
         return Scored(torch.tensor(rewards, dtype=torch.float32), [False] * len(batch.prompts))
 
 
-JUDGES = ("rubric", "vqa_rubric", "srum", "gvu", "oracle", "server")
+@dataclass(frozen=True)
+class JudgeContext:
+    """What a judge is built from inside an introspector: the reward config, the rubric book, the model that judges
+    (the policy's frozen copy, or an external one for E-TTRL), the policy's token grid, the prompts' metadata and
+    the benchmark evaluator (for the oracle)."""
+    reward_cfg: object
+    book: RubricBook
+    model: object
+    token_grid: tuple[int, int] | None
+    metadata: dict
+    evaluate: Callable[[np.ndarray, dict], bool] | None = None
 
 
-def build_judge(reward_cfg, book: RubricBook, judge_model, token_grid: tuple[int, int], metadata: dict):
-    """The judge `reward_cfg.judge` names, over `judge_model` (the frozen policy, or an external model for
-    E-TTRL); VQA models and reward-server clients are created here, only when selected."""
-    kind = reward_cfg.judge
-    if kind == "rubric":
-        return RubricJudge(book, judge_model)
-    if kind == "vqa_rubric":
-        from models.git import GitVQA
-        return RubricJudge(book, GitVQA.from_pretrained(reward_cfg.vqa_path))
-    if kind == "srum":
-        return SRUMJudge(book, judge_model, token_grid)
-    if kind == "gvu":
-        return GvUJudge(judge_model)
-    if kind == "oracle":
-        return OracleJudge(metadata)
-    if kind == "server":
-        import os
+def _vqa_rubric(c: JudgeContext):
+    from models.git import GitVQA
+    return RubricJudge(c.book, GitVQA.from_pretrained(c.reward_cfg.vqa_path))
 
-        from rewards.client import RewardClient
-        secret = os.environ.get(reward_cfg.server_secret_env, "") if reward_cfg.server_secret_env else ""
-        client = RewardClient(reward_cfg.server, secret.encode() or None, timeout_s=reward_cfg.server_timeout_s)
-        return ServerJudge(client, reward_cfg.server_method)
-    raise ValueError(f"reward.judge {kind!r} is not one of: {', '.join(JUDGES)}")
+
+def _server(c: JudgeContext):
+    import os
+
+    from rewards.client import RewardClient
+    r = c.reward_cfg
+    secret = os.environ.get(r.server_secret_env, "") if r.server_secret_env else ""
+    return ServerJudge(RewardClient(r.server, secret.encode() or None, timeout_s=r.server_timeout_s), r.server_method)
+
+
+@dataclass(frozen=True)
+class JudgeKind:
+    build: Callable[[JudgeContext], object]
+    judge_needs: tuple[str, ...] = ()  # Capabilities the judging model must have
+    policy_needs: tuple[str, ...] = ()  # Capabilities the policy must have
+
+
+JUDGES: dict[str, JudgeKind] = {
+    "rubric": JudgeKind(lambda c: RubricJudge(c.book, c.model), judge_needs=("understanding",)),
+    "vqa_rubric": JudgeKind(_vqa_rubric, judge_needs=("understanding",)),  # the judge model writes the rubric
+    "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.token_grid), judge_needs=("understanding",),
+                      policy_needs=("image_tokens",)),
+    "gvu": JudgeKind(lambda c: GvUJudge(c.model), judge_needs=("prompt_likelihood",)),
+    "oracle": JudgeKind(lambda c: OracleJudge(c.metadata, c.evaluate)),
+    "server": JudgeKind(_server),
+}
+
+
+def build_judge(context: JudgeContext):
+    """The judge `reward.judge` names; VQA models and reward-server clients are created only when selected."""
+    kind = context.reward_cfg.judge
+    if kind not in JUDGES:
+        raise ValueError(f"reward.judge {kind!r} is not one of: {', '.join(JUDGES)}")
+    return JUDGES[kind].build(context)

@@ -16,9 +16,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.janus import ImageSamples, LatentShift
+from models.adapter import ImageSamples, LatentShift
 
-STRATEGIES = ("joint", "alternating", "text_then_image")
+# strategy -> (step, steps) -> (text latents move, image latents move)
+STRATEGIES: dict[str, Callable[[int, int], tuple[bool, bool]]] = {
+    "joint": lambda step, steps: (True, True),  # both sets every step
+    "alternating": lambda step, steps: (step % 2 == 0, step % 2 == 1),  # text on even steps, image on odd
+    "text_then_image": lambda step, steps: (step < steps // 2, step >= steps // 2),  # text first half, image after
+}
 
 
 def optimised_positions(n_text: int, n_image: int, lambda_t: float = 0.2, lambda_v: float = 0.02) -> tuple[int, int]:
@@ -29,13 +34,9 @@ def optimised_positions(n_text: int, n_image: int, lambda_t: float = 0.2, lambda
 
 def active(strategy: str, step: int, steps: int) -> tuple[bool, bool]:
     """(text latents move, image latents move) at `step` of `steps`."""
-    if strategy == "joint":
-        return True, True
-    if strategy == "alternating":
-        return step % 2 == 0, step % 2 == 1
-    if strategy == "text_then_image":
-        return step < steps // 2, step >= steps // 2
-    raise ValueError(f"unknown MILR strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown MILR strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy](step, steps)
 
 
 def reinforce_surrogate(logp: torch.Tensor, rewards: torch.Tensor, baseline: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,7 +84,7 @@ def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance:
     n_t = [optimised_positions(n, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[0]
            for n in adapter.prompt_lengths(prompts)]
     n_v = optimised_positions(1, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[1]
-    width = adapter.model.config.text_config.hidden_size
+    width = adapter.latent_width
     text = torch.zeros(len(prompts), max(n_t), width, requires_grad=True)
     text_mask = (torch.arange(max(n_t))[None] < torch.tensor(n_t)[:, None]).float()[..., None]
     image = torch.zeros(len(prompts), n_v, width, requires_grad=True)

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from models.janus import JanusAdapter
+from models.adapter import Generator, Understanding
 from rewards.rubric import RubricParseError, parse_rubric, rubric_from_metadata
 from toyworld.oracle import evaluate
 from toyworld.prompts import TAGS, scene_for
@@ -24,7 +24,7 @@ def tag_table(correct_by_tag: dict[str, list[bool]]) -> dict:
 
 
 @torch.no_grad()
-def generation_score(adapter: JanusAdapter, metas: list[dict], samples_per_prompt: int = 4, guidance: float = 3.0,
+def generation_score(adapter: Generator, metas: list[dict], samples_per_prompt: int = 4, guidance: float = 3.0,
                      temperature: float = 1.0, seed: int = 0, batch_prompts: int = 16) -> dict:
     gen = adapter.generator(seed)
     by_tag = defaultdict(list)
@@ -38,7 +38,7 @@ def generation_score(adapter: JanusAdapter, metas: list[dict], samples_per_promp
 
 
 @torch.no_grad()
-def understanding_accuracy(adapter: JanusAdapter, metas: list[dict], questions_per_image: int = 10,
+def understanding_accuracy(adapter: Understanding, metas: list[dict], questions_per_image: int = 10,
                            seed: int = 0, batch_images: int = 32) -> dict:
     """Yes/no accuracy on ground-truth renders of the prompts: balanced answers, per question kind."""
     rng = random.Random(seed)
@@ -81,7 +81,7 @@ def ranking_auc(positive: list[float], negative: list[float]) -> float:
 
 
 @torch.no_grad()
-def rubric_quality(adapter: JanusAdapter, metas: list[dict], instruction: str, batch: int = 64) -> dict:
+def rubric_quality(adapter: Understanding, metas: list[dict], instruction: str, batch: int = 64) -> dict:
     """Fraction of written rubrics that parse, and that equal the metadata rubric exactly."""
     parsed = exact = 0
     for start in range(0, len(metas), batch):

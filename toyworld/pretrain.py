@@ -1,4 +1,4 @@
-"""Pretraining of the toy UMM: data streams and losses (pure functions; the loop lives in launch/pretrain_toy.py).
+"""Pretraining of the toy UMM: data streams and losses (pure functions; the stages: toyworld/pretrain_stages.py).
 
 Stage 1, VQ: the library's VQ forward has no straight-through path, so we train encoder -> cosine-nearest code
 (straight-through) -> decoder ourselves, with commitment/codebook losses and dead-code resets, then store the
@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from models.janus import JanusAdapter, to_pixels
-from models.toy import RUBRIC_INSTRUCTION
 from rewards.rubric import rubric_from_metadata, rubric_text
 from toyworld.prompts import load_split, names_a_color, plural, scene_for, universe
 from toyworld.questions import KINDS, ask
 from toyworld.render import render
 from toyworld.scene import BACKGROUND, CANVAS, COLORS, GRID, SHAPES
+from toyworld.vocabulary import RUBRIC_INSTRUCTION
 
 IGNORE = -100
 
