@@ -1,4 +1,5 @@
-"""The driver's side of a resumable run: the prompt stream, the loop's progress, and finding what to resume.
+"""The driver's side of a resumable run: the prompt stream, the loop's progress (with each step's metrics line
+and the convergence test), and finding what to resume.
 
 A checkpoint holds, besides each actor's state, the driver's: steps done, the prompt stream (RNG, epoch order,
 position), the per-step mean rewards (convergence test), rubric event counts, the before-training evaluation,
@@ -15,9 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch.cli import UserError
+import numpy as np
+
+from driver.cli import UserError
 from learners import checkpoint
 from learners.state import State
+from rollout.health import add as add_health
 
 
 class PromptStream:
@@ -104,47 +108,21 @@ def check_holders(path: Path, holders: list[str]) -> None:
                         "same rollout.actors, trainer.learners and trainer.introspectors")
 
 
-@dataclass
-class InFlight:
-    """A submitted step: its rollout parts, judgements and oracle verdicts (object refs), and the prompt
-    stream's state before its prompts were drawn (to redraw them when the step must be redone)."""
-    drawn_from: dict
-    parts: list
-    judgements: list
-    oracle: list
+def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:
+    """One metrics.jsonl line; `rubric` accumulates the rubric book's events over the run."""
+    rewards = np.concatenate([j.rewards.numpy() for j in judged])
+    health: dict[str, int] = {}
+    for j in judged:
+        rubric.update(j.rubric)
+        health = add_health(health, j.health)
+    finite = rewards[np.isfinite(rewards)]  # NaN/inf are counted in health, not averaged in
+    mean, std = (float(finite.mean()), float(finite.std())) if finite.size else (float("nan"), float("nan"))
+    return {"step": step, "reward_mean": mean, "reward_std": std, "oracle": float(np.mean(np.concatenate(oracle))),
+            **stats, "rubric": dict(rubric), "health": health}
 
 
-class Pipeline:
-    """Steps submitted ahead of the learner: none beyond the current one on-policy, `ahead` in async mode."""
-
-    def __init__(self, job, stream: PromptStream, prompts_per_step: int, ahead: int):
-        self.job, self.stream, self.n, self.ahead = job, stream, prompts_per_step, ahead
-        self.queue: list[InFlight] = []
-
-    def current(self, step: int, steps: int) -> InFlight:
-        """The step to train on now, after topping up the steps in flight (never past `steps`)."""
-        while len(self.queue) <= self.ahead and step + len(self.queue) < steps:
-            drawn_from = self.stream.state()
-            parts = self.job.rollout(self.stream.next(self.n))  # sample G candidates per prompt
-            # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the oracle is for metrics only
-            self.queue.append(InFlight(drawn_from, parts, self.job.judge(parts), self.job.oracle(parts)))
-        return self.queue[0]
-
-    def done(self) -> None:
-        self.queue.pop(0)
-
-    def resume_state(self) -> dict:
-        """The stream state a checkpoint stores: steps in flight are not in it, a resume redraws their prompts."""
-        return self.queue[0].drawn_from if self.queue else self.stream.state()
-
-    def drop(self, rewind: bool) -> None:
-        """Drop the steps in flight; with `rewind`, their prompts are drawn again (the step is redone). Only the
-        oracle's tasks are cancelled: a cancelled actor task still waiting for its arguments never reaches its actor,
-        which then waits 30 s for the missing call (Ray's actor_scheduling_queue_max_reorder_wait_seconds) and fails
-        every call queued behind it. Measured: the driver's next call to a live introspector after a rollout died
-        took 31.5 s (ActorUnavailableError); without cancelling, 0.7 s. The dropped rollout and judge calls run (or
-        fail with their dead argument) and their results are ignored."""
-        if rewind and self.queue:
-            self.stream.load_state(self.queue[0].drawn_from)
-        self.job.cancel([ref for f in self.queue for ref in f.oracle])
-        self.queue = []
+def converged(history: list[float], window: int, tol: float) -> bool:
+    """The mean reward of the last `window` steps rose by less than `tol` over the window before it."""
+    if window <= 0 or len(history) < 2 * window:
+        return False
+    return np.mean(history[-window:]) - np.mean(history[-2 * window: -window]) < tol

@@ -2,9 +2,11 @@
 
 - a rollout or introspector actor: the weight holders form a new process group, the restarted actors get the
   current weights (and an introspector its rubric cache from the newest checkpoint), and the step they were
-  serving is redone from its prompts; a step the learner already applied is kept and never applied again;
+  serving is redone from its prompts (`RedoStep`); a step the learner already applied is kept and never applied
+  again;
 - a learner: its weights and optimizer state are gone, so every actor and the driver go back to the newest
-  checkpoint (metrics.jsonl cut back to it) and the run goes on from there.
+  checkpoint (metrics.jsonl cut back to it) and the run goes on from there (`RolledBack`, carrying the restored
+  progress).
 
 Restarts are counted per role (`restarts` in metrics.jsonl); after `trainer.max_recoveries` the run stops.
 """
@@ -13,8 +15,26 @@ from __future__ import annotations
 
 from collections import Counter
 
-from launch.progress import Progress
+import ray
+
+from driver.progress import Progress
 from learners import checkpoint
+
+
+class ActorLost(Exception):
+    """An actor died during a call; the job was brought back, and the loop must act on how."""
+
+
+class RedoStep(ActorLost):
+    """The survivors are up to date; the step the learner did not apply is redone (its prompts drawn again)."""
+
+
+class RolledBack(ActorLost):
+    """A learner died: every actor and the driver are back at a checkpoint; the run goes on from `progress`."""
+
+    def __init__(self, progress: Progress):
+        super().__init__(f"rolled back to step {progress.step}")
+        self.progress = progress
 
 
 class Recovery:
@@ -25,21 +45,32 @@ class Recovery:
         self.recoveries = 0
         self.synced: tuple[int, float] | None = None  # the re-sync's (version, seconds) after a redo
 
-    def handle(self, error: Exception) -> Progress | None:
-        """Bring the job back after `error`: the progress to continue from after a rollback, None when the
-        failed step is simply redone. Errors that no actor restart explains are raised again."""
+    def handle(self, error: Exception) -> None:
+        """Bring the job back after `error`: returns once the survivors are up to date (the caller redoes or goes
+        on), raises RolledBack after a learner's death. Errors that no actor restart explains are raised again."""
         restarted = self.job.find_restarted()
         if not restarted:
             raise error
-        return self._recover(restarted, str(error).strip().splitlines()[0][:200], error)
+        self._recover(restarted, str(error).strip().splitlines()[0][:200], error)
 
-    def idle_check(self) -> Progress | None:
-        """Actors that died between calls (nothing failed yet): brought up to date the same way; the progress
-        to continue from if a learner was among them."""
+    def idle_check(self) -> None:
+        """Actors that died between calls (nothing failed yet): brought up to date the same way; RolledBack if a
+        learner was among them."""
         restarted = self.job.find_restarted()
-        return self._recover(restarted, "found restarted between calls") if restarted else None
+        if restarted:
+            self._recover(restarted, "found restarted between calls")
 
-    def _recover(self, restarted: list[str], cause: str, error: Exception | None = None) -> Progress | None:
+    def retry(self, action, tries: int = 3) -> None:
+        """Run `action` (a call on the actors); an actor that dies during it is brought back and the action
+        redone (RolledBack instead if a learner died)."""
+        for _ in range(tries):
+            try:
+                return action()
+            except ray.exceptions.RayError as e:
+                self.handle(e)
+        raise RuntimeError(f"giving up after {tries} tries: actors keep dying during {action}")
+
+    def _recover(self, restarted: list[str], cause: str, error: Exception | None = None) -> None:
         self.recoveries += 1
         if self.recoveries > self.limit:
             raise RuntimeError(f"giving up after {self.limit} recoveries (trainer.max_recoveries)") from error
@@ -52,8 +83,7 @@ class Recovery:
         if "learner" in roles:
             if latest is None:
                 raise RuntimeError("a learner died before the first checkpoint: nothing to roll back to") from error
-            return self.rollback(latest)
+            raise RolledBack(self.rollback(latest))
         if latest is not None:
             self.job.restore_some(latest, [n for n in restarted if n.startswith("introspector")])
         self.synced = self.job.sync()
-        return None

@@ -112,3 +112,16 @@ world's pixels (never seen by the policy).</p>
     out = run_path / "report.html"
     out.write_text(page)
     return out
+
+
+def before_after_table(summary: dict) -> str:
+    """The job's last words: per split and tag, the oracle's score before and after (text, a blank line first)."""
+    rows = [("test", summary["before"], summary["after"])]
+    if "heldout_before" in summary:
+        rows.append(("heldout", summary["heldout_before"], summary["heldout_after"]))
+    lines = ["", f"{'split':<9}{'tag':<15}{'before':>8}{'after':>8}"]
+    for split, b, a in rows:
+        for tag in b["per_tag"]:
+            lines.append(f"{split:<9}{tag:<15}{b['per_tag'][tag]:>8.3f}{a['per_tag'].get(tag, float('nan')):>8.3f}")
+        lines.append(f"{split:<9}{'overall':<15}{b['overall']:>8.3f}{a['overall']:>8.3f}")
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ class RunDir:
 
     def truncate_metrics(self, steps: int) -> int:
         """Keep only the records of steps < `steps` (a resumed run redoes the rest); returns records dropped."""
-        from launch.report import read_metrics
+        from driver.report import read_metrics
         path = self.path / "metrics.jsonl"
         self._metrics.close()
         rows = read_metrics(path)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import secrets
 
-from launch.cli import UserError
-from launch.rundir import RunDir
+from driver.cli import UserError
+from driver.rundir import RunDir
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")  # wandb's own mode names
 GAUGES = ("reward_mean", "oracle", "kl", "clip_fraction", "staleness_max", "stale_dropped", "step_s", "sync_s",

@@ -24,8 +24,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import best_of_n, meta_ttrl, milr  # meta_ttrl first: loopback-only local Ray before `import ray`
-from launch.cli import UserError, run_main
+import driver  # noqa: F401  (first: a local Ray cluster binds loopback, which must precede `import ray`)
+from driver.cli import UserError, parse_config, run_main
+from driver.cluster import connect, cpus_needed
+from driver.inputs import load_prompts
+from launch.best_of_n import run as best_of_n  # the other entry points, by their commands
+from launch.configs.meta_ttrl import MetaTTRLConfig
+from launch.meta_ttrl import main as meta_ttrl
+from launch.milr import run as milr
 
 # trained methods: overrides of the Meta-TTRL job (a {key} is filled from compare's own arguments)
 TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
@@ -65,7 +71,7 @@ def resumed(out: Path, steps: int, overrides: list[str]) -> dict | None:
 
 def run_trained(name: str, overrides: list[str], out: Path, own: dict) -> dict:
     t0 = time.time()
-    meta_ttrl.main(overrides + [o.format(**own) for o in TRAINED[name]] + [f"run.dir={out / name}",
+    meta_ttrl(overrides + [o.format(**own) for o in TRAINED[name]] + [f"run.dir={out / name}",
                                                                            "run.wandb=disabled"])
     s = json.loads((out / name / "summary.json").read_text())
     return {"test": s["after"], "heldout": s["heldout_after"], "wall_s": time.time() - t0,
@@ -83,7 +89,7 @@ def per_split(run, overrides: list[str], extra: list[str]) -> dict:
 def compare(argv: list[str]) -> dict:
     own, overrides = split_args(argv)
     out, steps = Path(own["out"]), int(own["steps"])
-    cfg = meta_ttrl.parse_config(meta_ttrl.MetaTTRLConfig, overrides + [f"trainer.steps={steps}"], "")
+    cfg = parse_config(MetaTTRLConfig, overrides + [f"trainer.steps={steps}"], "")
     if cfg.data.split != "test" or cfg.data.heldout != "heldout":
         raise UserError("compare runs on the built-in test and heldout splits; leave data.split / data.heldout")
     job = overrides + [f"trainer.steps={steps}", "trainer.converge_window=0"]
@@ -92,18 +98,16 @@ def compare(argv: list[str]) -> dict:
     table = resumed(out, steps, overrides) or {"steps": steps, "samples_per_method": budget, "overrides": overrides,
                                                "methods": {}}
     rows, table["not_run"] = table["methods"], skipped
-    res = cfg.resources  # one cluster for every method, sized for the trained ones (learner included)
-    meta_ttrl.connect(cfg.run.ray_address, cfg.rollout.actors * res.rollout.num_cpus + cfg.trainer.learners *
-                      res.learner.num_cpus + cfg.trainer.introspectors * res.introspector.num_cpus)
-    n_prompts = len(meta_ttrl.load_prompts("test"))
+    connect(cfg.run.ray_address, cpus_needed(cfg))  # one cluster for every method, sized for the trained ones
+    n_prompts = len(load_prompts("test"))
     n = max(2, round(budget / n_prompts))
     # the baselines without training first (minutes each), then the trained methods (the longest runs)
     if "best_of_n" not in rows:
-        rows["best_of_n"] = per_split(best_of_n.run, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
+        rows["best_of_n"] = per_split(best_of_n, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
         write(out, table)
     k = max(1, budget // (n_prompts * MILR_SAMPLES))
     if "milr" not in rows:
-        rows["milr"] = per_split(milr.run, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
+        rows["milr"] = per_split(milr, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
         rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt
         write(out, table)
     for name in [m for m in TRAINED if m not in skipped and m not in rows]:

@@ -1,25 +1,56 @@
 """Meta-TTRL job config (OmegaConf structured; `key=value` dotlist overrides on the command line).
 
 The defaults are the embedded toy world: the committed toy UMM, test-time RL on the `test` split, CPU actors.
+Every section checks its own values in `__post_init__` (a floor per count, a range per fraction, each choice
+against the registry that implements it), and `MetaTTRLConfig.__post_init__` checks the rules that span
+sections; driver.cli.parse_config runs them all before anything starts. What needs the model or the disk (a
+checkpoint that loads, a prompt file, an installed extra, a judge the model can serve) is checked by
+driver/preflight.py.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+import torch
+
+from actors.placement import STRATEGIES as PLACEMENT_STRATEGIES
+from actors.weight_sync import BACKENDS as SYNC_BACKENDS
+from driver.cli import UserError
+from driver.tracking import WANDB_MODES
+from launch.configs.checks import above, at_least, fraction, one_of
+from learners.grpo import AGGREGATIONS
+from learners.strategies import STRATEGIES as UPDATE_STRATEGIES
+from learners.trainers import TRAINERS
+from models.adapter import resolve_dtype
+from models.loading import JUDGE_BACKENDS
+from models.toy import EMBEDDED
+from rewards.introspection import RUBRIC_SOURCES
+from rewards.judges import JUDGES
+from rollout.milr import STRATEGIES as MILR_STRATEGIES
+from rollout.milr import MILRSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class ModelConfig:
-    path: str = str(ROOT / "models" / "toy_umm")
+    path: str = str(EMBEDDED)
     threads: int = 1  # torch CPU threads per actor
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     # a flow pipeline whose text encoders cannot see images (SD3, FLUX): the Qwen2.5-VL directory that writes and
     # answers its rubrics (Qwen-Image and Janus models understand with their own weights: leave empty)
     understanding_path: str = ""
+
+    def __post_init__(self):
+        at_least("model", self, threads=1)
+        try:
+            resolve_dtype(self.dtype, torch.device("cpu"))
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
 
 @dataclass
@@ -30,6 +61,9 @@ class DataConfig:
     eval_samples: int = 8  # images per prompt in the before/after evaluation (some tags have only 3 prompts)
     eval_max_prompts: int = 0  # 0 = every prompt
 
+    def __post_init__(self):
+        at_least("data", self, prompts_per_step=1, eval_samples=1, eval_max_prompts=(0, "0: every prompt"))
+
 
 @dataclass
 class RolloutConfig:
@@ -38,12 +72,20 @@ class RolloutConfig:
     guidance: float = 3.0  # CFG scale, identical in sampling and in the training log-prob
     temperature: float = 1.0
 
+    def __post_init__(self):
+        at_least("rollout", self, actors=1, group_size=(2, "GRPO compares candidates"), guidance=0.0)
+        above("rollout", self, temperature=0.0)
+
 
 @dataclass
 class RubricConfig:
     source: str = "introspector"  # introspector (the frozen model writes it) | metadata (GenEval-format builder)
     retries: int = 1  # extra attempts (sampled, not greedy) before the one-question fallback
     max_new_tokens: int = 96
+
+    def __post_init__(self):
+        one_of("rubric.source", self.source, RUBRIC_SOURCES)
+        at_least("rubric", self, retries=0, max_new_tokens=1)
 
 
 @dataclass
@@ -64,6 +106,24 @@ class RewardConfig:
     backend: str = "transformers"
     vllm_gpu_memory: float = 0.4  # fraction of the introspector's GPU the vLLM engine may take
 
+    VLLM_JUDGES = ("rubric", "srum")  # what a vLLM engine serves: it writes and answers rubrics
+
+    def __post_init__(self):
+        one_of("reward.judge", self.judge, JUDGES)
+        one_of("reward.backend", self.backend, JUDGE_BACKENDS)
+        above("reward", self, server_timeout_s=0.0)
+        fraction("reward.vllm_gpu_memory", self.vllm_gpu_memory, low_open=True)
+        if self.backend == "vllm" and self.judge not in self.VLLM_JUDGES:
+            raise UserError(f"reward.backend=vllm writes and answers rubrics: it serves reward.judge="
+                            f"{' or '.join(self.VLLM_JUDGES)}, not {self.judge}")
+        if self.backend == "vllm" and not self.model_path:
+            raise UserError("reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves "
+                            "(e.g. Qwen2.5-VL)")
+        if self.judge == "vqa_rubric" and not self.vqa_path:
+            raise UserError("reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory")
+        if self.judge == "server" and not self.server.startswith(("tcp://", "ipc://")):
+            raise UserError(f"reward.judge=server needs reward.server=tcp://host:port, got {self.server!r}")
+
 
 @dataclass
 class GRPOConfig:
@@ -76,7 +136,14 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     warmup_steps: int = 0  # optimiser steps of linear lr warm-up (0: constant lr)
+    adam_eps: float = 1e-8  # AdamW's epsilon (torch's default)
     aggregation: str = "token-mean"
+
+    def __post_init__(self):
+        one_of("grpo.aggregation", self.aggregation, AGGREGATIONS)
+        at_least("grpo", self, epochs=1, minibatch=1, beta=0.0, clip_low=0.0, clip_high=0.0, weight_decay=0.0,
+                 warmup_steps=(0, "0: constant lr"))
+        above("grpo", self, lr=0.0, max_grad_norm=0.0, adam_eps=0.0)
 
 
 @dataclass
@@ -93,11 +160,20 @@ class ResourcesConfig:
     learner: PlacementConfig = field(default_factory=PlacementConfig)
     strategy: str = "PACK"  # Ray placement strategy for every role's group
 
+    def __post_init__(self):
+        one_of("resources.strategy", self.strategy, PLACEMENT_STRATEGIES)
+        for role in ("rollout", "introspector", "learner"):
+            at_least(f"resources.{role}", getattr(self, role), num_cpus=0.0, num_gpus=0.0)
+
 
 @dataclass
 class SyncConfig:
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
     bucket_mb: float = 64.0
+
+    def __post_init__(self):
+        one_of("sync.backend", self.backend, SYNC_BACKENDS)
+        above("sync", self, bucket_mb=0.0)
 
 
 @dataclass
@@ -119,6 +195,20 @@ class TrainerConfig:
     max_actor_restarts: int = 3  # per actor: Ray restarts a dead actor this often; the driver brings it up to date
     max_recoveries: int = 5  # actor failures the run survives in all (a learner's death rolls back to a checkpoint)
 
+    def __post_init__(self):
+        one_of("trainer.algorithm", self.algorithm, TRAINERS)
+        one_of("trainer.strategy", self.strategy, UPDATE_STRATEGIES)
+        at_least("trainer", self, steps=(0, "0: evaluate only"), max_staleness=0, learners=1, introspectors=1,
+                 converge_window=(0, "0: off"), max_actor_restarts=0, max_recoveries=0)
+        if self.strategy == "deepspeed":
+            from learners.deepspeed_optim import ZERO_STAGES, ds_config
+            if self.zero_stage not in ZERO_STAGES:
+                raise UserError(f"trainer.zero_stage must be one of {ZERO_STAGES}, got {self.zero_stage}")
+            try:
+                ds_config(1.0, self.zero_stage, torch.float32, dict(self.deepspeed))
+            except ValueError as e:
+                raise UserError(str(e)) from None
+
 
 @dataclass
 class GuardConfig:
@@ -129,6 +219,12 @@ class GuardConfig:
     max_flat_groups: float = 0.9
     max_degenerate_images: float = 0.5
     max_fallback_rubrics: float = 0.5
+
+    def __post_init__(self):
+        at_least("guard", self, window=1)
+        for key, limit in vars(self).items():
+            if key.startswith("max_"):
+                fraction(f"guard.{key}", limit)
 
 
 @dataclass
@@ -146,6 +242,13 @@ class RunConfig:
     wandb: str = "auto"  # auto (online with WANDB_API_KEY, else offline in the run dir) | online | offline | disabled
     wandb_project: str = "meta-ttrl"
 
+    def __post_init__(self):
+        at_least("run", self, checkpoint_every=(0, "0: only after the last step"), keep_checkpoints=1,
+                 grid_prompts=(0, "0: none"), grid_every=(0, "0: before and after only"))
+        one_of("run.wandb", self.wandb, WANDB_MODES)
+        if self.resume and not self.dir:
+            raise UserError("run.resume needs run.dir: the directory of the run to continue")
+
 
 @dataclass
 class MetaTTRLConfig:
@@ -160,3 +263,46 @@ class MetaTTRLConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        """The rules that span sections (each section checked itself already), and the run's place: Ray sets
+        RAY_JOB_CONFIG_JSON_ENV_VAR in the driver of a submitted job (checked here, not in RunConfig, whose defaults
+        are built before the command line's values arrive)."""
+        if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not Path(self.run.dir or self.run.root).is_absolute():
+            raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
+                            "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
+        if self.trainer.algorithm == "srum" and self.reward.judge != "srum":
+            raise UserError("trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum")
+        if (self.data.prompts_per_step * self.rollout.group_size) % self.trainer.learners:
+            raise UserError("prompts_per_step x group_size must divide evenly over trainer.learners")
+
+
+@dataclass
+class BestOfNConfig(MetaTTRLConfig):
+    n: int = 8  # candidates per prompt
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise UserError(f"n must be >= 1, got {self.n}")
+        super().__post_init__()
+
+
+@dataclass
+class MILRSection(MILRSettings):
+    def __post_init__(self):
+        one_of("milr.strategy", self.strategy, MILR_STRATEGIES)
+        if self.steps < 1 or self.samples < 1:
+            raise UserError("milr.steps, milr.samples and prompts_per_call must be >= 1")
+        if not (0 < self.lambda_t <= 1 and 0 < self.lambda_v <= 1) or self.lr <= 0:
+            raise UserError("milr.lambda_t and milr.lambda_v are fractions in (0, 1]; milr.lr must be > 0")
+
+
+@dataclass
+class MILRConfig(MetaTTRLConfig):
+    milr: MILRSection = field(default_factory=MILRSection)
+    prompts_per_call: int = 8  # prompts one actor searches at once (a batch of their samples)
+
+    def __post_init__(self):
+        if self.prompts_per_call < 1:
+            raise UserError("milr.steps, milr.samples and prompts_per_call must be >= 1")
+        super().__post_init__()

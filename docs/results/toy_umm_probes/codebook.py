@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from launch.pretrain_toy import deterministic
+from toyworld.pretrain_stages import deterministic
 from models.janus import JanusAdapter, to_pixels, to_uint8
 from toyworld.oracle import evaluate
 from toyworld.pretrain import code_usage, consolidate_codebook, patch_types, random_scenes

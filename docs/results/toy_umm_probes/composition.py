@@ -13,7 +13,8 @@ import sys
 import time
 
 
-from launch.pretrain_toy import deterministic, factored_generator, lm_optimizer, optimizer_step, retarget_generator
+from toyworld.pretrain_stages import (deterministic, factored_generator, lm_optimizer, optimizer_step,
+                                      retarget_generator)
 from models.janus import JanusAdapter
 from toyworld.pretrain import JointData, generation_loss
 from toyworld.prompts import names_a_color

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
 
 from codebook import codes_and_types, consolidate
-from launch.pretrain_toy import deterministic
+from toyworld.pretrain_stages import deterministic
 from models.janus import JanusAdapter
 from toyworld.evaluation import generation_score
 from toyworld.oracle import detect

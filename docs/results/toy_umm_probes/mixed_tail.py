@@ -9,11 +9,12 @@ import json
 import sys
 import time
 
-from launch.cli import parse_config
-from launch.pretrain_toy import (PretrainConfig, deterministic, factored_generator, lm_optimizer, log_losses, measure,
-                                 optimizer_step, question_kinds, retarget_generator, understanding_losses)
+from driver.cli import parse_config
+from launch.configs.pretrain import PretrainConfig
 from models.janus import JanusAdapter
 from toyworld.pretrain import JointData, generation_loss, text_loss
+from toyworld.pretrain_stages import (deterministic, factored_generator, lm_optimizer, log_losses, measure,
+                                      optimizer_step, question_kinds, retarget_generator, understanding_losses)
 
 
 def main(checkpoint="models/toy_umm", k=2, steps=300):

@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from launch.pretrain_toy import deterministic, factored_generator, lm_optimizer, optimizer_step, retarget_generator
+from toyworld.pretrain_stages import (deterministic, factored_generator, lm_optimizer, optimizer_step,
+                                      retarget_generator)
 from models.janus import JanusAdapter
 from toyworld.evaluation import generation_score
 from toyworld.pretrain import JointData, generation_loss

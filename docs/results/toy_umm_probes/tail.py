@@ -10,8 +10,9 @@ import json
 import sys
 import time
 
-from launch.cli import parse_config
-from launch.pretrain_toy import PretrainConfig, deterministic, measure, train_tail
+from driver.cli import parse_config
+from launch.configs.pretrain import PretrainConfig
+from toyworld.pretrain_stages import deterministic, measure, train_tail
 from models.janus import JanusAdapter
 
 

@@ -1,0 +1,65 @@
+"""The judges a reward server (rewards/server.py) serves, behind its wire format (items {"prompt", "image"} -> one
+float each): the toy world's oracle, and an external model's rubric judge (E-TTRL's judge outside the cluster)."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from driver.cli import UserError
+from driver.inputs import load_adapter, load_prompts
+from rewards import wire
+from rewards.introspection import RubricBook
+from rewards.judges import RubricJudge, model_writer
+from rewards.server import RewardServer, is_loopback
+from toyworld.oracle import evaluate
+from toyworld.prompts import SPLITS, load_split
+
+
+def oracle_method(metadata: dict[str, dict]):
+    def judge(items: list) -> list[float]:
+        out = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("prompt") not in metadata:
+                raise wire.WireError("each item needs a 'prompt' the server knows and an 'image'")
+            out.append(float(evaluate(wire.decode_image(item.get("image")), metadata[item["prompt"]]).correct))
+        return out
+    return judge
+
+
+def rubric_method(model_path: str, threads: int):
+    """An external model's rubric judge (rewards.judges.RubricJudge): it writes each prompt's rubric (cached) and
+    answers it, Eq. 5-6."""
+    torch.set_num_threads(threads)
+    adapter = load_adapter(model_path)
+    judge = RubricJudge(RubricBook(model_writer(adapter, 96, adapter.generator(0))), adapter)
+    size = (adapter.image_size, adapter.image_size, 3)
+
+    def serve(items: list) -> list[float]:
+        if not all(isinstance(i, dict) and isinstance(i.get("prompt"), str) and i["prompt"] for i in items):
+            raise wire.WireError("each item needs a non-empty 'prompt' string and an 'image'")
+        images = [wire.decode_image(i.get("image")) for i in items]
+        if any(im.shape != size for im in images):
+            raise wire.WireError(f"the model judges {size[0]} x {size[1]} RGB images, got {images[0].shape}...")
+        images = np.stack(images)
+        with torch.no_grad():
+            return judge(SimpleNamespace(prompts=[i["prompt"] for i in items], images=images)).rewards.tolist()
+    return serve
+
+
+def build_server(cfg) -> RewardServer:
+    """`oracle` on the built-in splits' prompts and `cfg.prompts`; `rubric` with `cfg.model`. Beyond loopback
+    only with a shared secret (read from the environment variable `cfg.secret_env`)."""
+    metas = [m for split in SPLITS for m in load_split(split)] + (load_prompts(cfg.prompts) if cfg.prompts else [])
+    secret = os.environ.get(cfg.secret_env, "").encode() if cfg.secret_env else b""
+    if not is_loopback(cfg.host) and not secret:
+        raise UserError(f"host={cfg.host} is beyond loopback: set a shared secret in ${cfg.secret_env or '<secret_env>'}"
+                        " (clients sign every request with it), or bind 127.0.0.1")
+    handlers = {"oracle": oracle_method({m["prompt"]: m for m in metas})}
+    if cfg.model:
+        handlers["rubric"] = rubric_method(cfg.model, cfg.threads)
+    return RewardServer(handlers, cfg.host, cfg.port, secret or None, int(cfg.max_mb * 2**20),
+                        max_batch=cfg.max_batch, batch_window_s=cfg.batch_window_ms / 1000)
