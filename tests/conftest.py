@@ -14,7 +14,8 @@ def make_tiny_adapter(layers: int = 2, seed: int = 0):
     from transformers import JanusForConditionalGeneration
 
     from models.janus import JanusAdapter
-    from models.toy import TEMPLATES, build_tokenizer, toy_config
+    from models.toy import TEMPLATES, toy_config
+    from toyworld.vocabulary import build_tokenizer
 
     torch.manual_seed(seed)
     tok = build_tokenizer()

@@ -4,7 +4,7 @@ then the stage timings per step:
 - Qwen-Image (`width=qwen_image`): the 20B MMDiT's widths, its VAE, a Qwen2.5-VL-7B-wide text encoder and judge,
   512 px (1024 latent tokens), 10 SDE steps.
 
-    python launch/gpu_smoke.py [width=janus_pro_7b|janus_pro_1b|qwen_image|tiny|qwen_image_tiny] [layers=2]
+    python tests/gpu_smoke.py [width=janus_pro_7b|janus_pro_1b|qwen_image|tiny|qwen_image_tiny] [layers=2]
                                [steps=2] [key=value ...]
 
 Other `key=value` pairs pass to the job (e.g. trainer.strategy=deepspeed). Placement: with three or more GPUs
@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project, and the test fixtures that build the models
 
-from launch.cli import UserError, run_main  # noqa: E402
+import driver  # noqa: E402,F401  (first: a local Ray cluster binds loopback, which must precede `import ray`)
+from driver.cli import UserError, run_main  # noqa: E402
 
 WIDTHS = {  # Janus-Pro's text, vision and VQ widths (layers are set separately)
     "janus_pro_7b": dict(hidden=4096, heads=32, intermediate=11008),
@@ -38,7 +39,7 @@ STAGES = ("rollout_s", "judge_s", "wait_s", "train_s", "sync_s", "step_s")
 
 
 def build_model(path: Path, width: str, layers: int, dtype: torch.dtype) -> None:
-    from models import flow_like, janus_pro_like
+    from fixtures import flow_like, janus_pro_like
     if width == "qwen_image":
         return flow_like.qwen_image_shape(path, layers, dtype)
     if width == "qwen_image_tiny":

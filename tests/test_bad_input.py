@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from launch import meta_ttrl
-from launch.cli import UserError
+from driver.cli import UserError
 from learners import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,11 +68,30 @@ ROWS = [  # (overrides, message)
     (["reward.backend=vllm", "reward.judge=gvu"], "reward.backend=vllm writes and answers rubrics: it serves "
                                                   "reward.judge=rubric or srum, not gvu"),
     (["reward.backend=vllm", "reward.model_path={tmp}"], "reward.backend=vllm needs the vllm extra"),
+    # each choice against the registry that implements it, each count and fraction against its range
+    (["grpo.aggregation=sum"], "grpo.aggregation 'sum' is not one of: token-mean, seq-mean-token-mean, "
+                               "seq-mean-token-sum"),
+    (["sync.backend=mpi"], "sync.backend 'mpi' is not one of: auto, gloo, nccl"),
+    (["resources.strategy=RANDOM"], "resources.strategy 'RANDOM' is not one of: PACK, SPREAD, STRICT_PACK, "
+                                    "STRICT_SPREAD"),
+    (["rubric.source=oracle"], "rubric.source 'oracle' is not one of: introspector, metadata"),
+    (["sync.bucket_mb=0"], "sync.bucket_mb must be > 0.0, got 0.0"),
+    (["rollout.temperature=0"], "rollout.temperature must be > 0.0, got 0.0"),
+    (["grpo.lr=0"], "grpo.lr must be > 0.0, got 0.0"),
+    (["grpo.adam_eps=-1"], "grpo.adam_eps must be > 0.0, got -1.0"),
+    (["resources.learner.num_gpus=-1"], "resources.learner.num_gpus must be >= 0.0, got -1.0"),
+    (["reward.vllm_gpu_memory=0"], "reward.vllm_gpu_memory is a fraction in (0, 1], got 0.0"),
+    (["data.prompts_per_step=3", "trainer.learners=5"], "prompts_per_step x group_size must divide evenly over "
+                                                        "trainer.learners"),
 ]
 
 
 @pytest.mark.parametrize("overrides, message", ROWS, ids=[r[0][0].split("=")[0] for r in ROWS])
-def test_bad_input_is_one_clear_line(overrides, message, tmp_path):
+def test_bad_input_is_one_clear_line(overrides, message, tmp_path, monkeypatch):
+    def no_cluster(*args):
+        raise AssertionError("a cluster and actors were started before the mistake was seen")
+
+    monkeypatch.setattr(meta_ttrl.Session, "__init__", no_cluster)
     paths = files(tmp_path)
     argv = [o.format(**paths) for o in overrides]
     if not any(a.startswith("run.resume=") for a in argv):

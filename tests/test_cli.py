@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_main(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        from launch.cli import run_main as run
+        from driver.cli import run_main as run
         run(evaluate.main, argv)
     out = capsys.readouterr()
     return exc.value.code, out.err.strip().splitlines()
@@ -68,7 +68,7 @@ def test_subprocess_error_has_no_traceback():
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     """A tiny directory of each layout the shipped configs are written for."""
-    from models import flow_like, janus_pro_like, qwen_vl_like
+    from fixtures import flow_like, janus_pro_like, qwen_vl_like
     root = tmp_path_factory.mktemp("layouts")
     model, tok = janus_pro_like.build(seed=0)
     model.save_pretrained(root / "janus_pro")
@@ -85,15 +85,15 @@ def model_dirs(tmp_path_factory):
 def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     """Each launch/configs/*.yaml is a valid layer for its model kind: keys, strategy, placement arithmetic,
     the judge's understanding (the CLIP/T5 pipelines need model.understanding_path, and say so)."""
-    from launch import meta_ttrl
-    from launch.cli import UserError, parse_config
+    from driver.cli import UserError, parse_config
+    from driver.preflight import check_job
     from launch.configs.meta_ttrl import MetaTTRLConfig
     argv = [f"config={ROOT / 'launch' / 'configs' / config}.yaml", f"model.path={model_dirs[layout]}"]
     if layout in ("flux", "sd3"):
         with pytest.raises(UserError, match="set model.understanding_path="):
-            meta_ttrl.check(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
+            check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
         argv.append(f"model.understanding_path={model_dirs['vlm']}")
-    adapter = meta_ttrl.check(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
+    adapter = check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
     assert adapter.max_positions > 0
     assert sorted(p.stem for p in (ROOT / "launch" / "configs").glob("*.yaml")) == [
         "flux_dev", "janus_pro_1b", "janus_pro_7b", "qwen_image", "sd35_medium"]  # a new config gets a row here

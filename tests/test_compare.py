@@ -39,7 +39,7 @@ def test_methods_that_need_a_model_are_listed_not_dropped(tmp_path):
 
 
 def test_a_second_compare_into_the_same_out_keeps_what_was_measured(tmp_path):
-    from launch.cli import UserError
+    from driver.cli import UserError
 
     assert compare.resumed(tmp_path, 50, []) is None  # nothing there: a fresh table
     (tmp_path / "compare.json").write_text(json.dumps({"steps": 50, "overrides": [], "methods": {"milr": {}}}))

@@ -2,7 +2,7 @@
 (gloo), sharing the job's process group with the rollout actors. Both must give the update the torch strategy
 gives (same AdamW, clipping and gradient average); under ZeRO-3 each rank holds half of every parameter and the
 broadcast gathers them bucket by bucket; checkpoints restore exactly. (The main job with the ZeRO-1 learner:
-tests/test_janus_pro_layout.py, through launch/gpu_smoke.py.)"""
+tests/test_janus_pro_layout.py, through tests/gpu_smoke.py.)"""
 
 import pytest
 import torch
@@ -15,12 +15,23 @@ pytest.importorskip("deepspeed", reason="make install installs the deepspeed ext
 ZERO3_ALL_PARTITIONED = ["trainer.strategy=deepspeed", "trainer.zero_stage=3",
                          # tiny parameters stay whole below DeepSpeed's default threshold (1e5 elements)
                          "trainer.deepspeed.zero_optimization.stage3_param_persistence_threshold=0"]
+# Like with like. On AdamW's first step an element moves by lr g / (|g| + eps). With torch's eps (1e-8) that is
+# lr sign(g) wherever |g| >> eps, and an element whose gradient is near eps turns a last-bit difference of the
+# reduction order into a move of up to lr (measured with eps 1e-8: a largest gap of 5.65e-5 = 0.057 of the largest
+# move on one host, the closing note of issue 21 has this host's). With eps above every gradient the move is
+# ~lr g / eps, smooth in g: the strategies are compared on the gradient they reduce, where fp32 order differences
+# are relative ~1e-7, and a scale error (a sum for a mean) would double every move, which the sign-like update
+# hides. Measured gaps here (issue 21's note): 1.6e-5 (ZeRO-2) and 3.2e-5 (ZeRO-3) of the largest move, from
+# elements whose gradient nearly cancels (an absolute order difference is large beside a small sum); a scale error
+# would be ~1 of it.
+SMOOTH_ADAM = ["grpo.adam_eps=1e-2"]
+BOUND = 1e-3  # of the largest move: 30x the ZeRO-3 gap measured
 
 
 def one_update(ray_local, overrides: list[str]) -> tuple[dict, dict]:
     """Weights after one GRPO step and one sync (equal on both learner ranks and the rollout actor), and the
     sizes of what learner rank 0's checkpoint holds."""
-    with started_job(["trainer.learners=2"] + overrides, 2) as (job, metas):
+    with started_job(["trainer.learners=2"] + SMOOTH_ADAM + overrides, 2) as (job, metas):
         parts = job.rollout([m["prompt"] for m in metas])
         stats = job.update(parts, job.judge(parts))
         first, second, rollout = ray_local.get([job.learners[0].weights.remote(), job.learners[1].weights.remote(),
@@ -34,35 +45,35 @@ def one_update(ray_local, overrides: list[str]) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def torch_update(ray_local):
     plain, _ = one_update(ray_local, ["trainer.strategy=torch"])
-    from models.janus import JanusAdapter
     from launch.configs.meta_ttrl import ModelConfig
-    initial = JanusAdapter.from_pretrained(ModelConfig().path).weights()
-    return plain, max(float((plain[n] - initial[n]).abs().max()) for n in plain)
+    from models.janus import JanusAdapter
+    return plain, JanusAdapter.from_pretrained(ModelConfig().path).weights()
 
 
-@pytest.mark.slow  # measured 1.5e-8 on a change of 1.0e-3; the default suite runs ZeRO-3 (the harder case)
+def compare(plain: dict, initial: dict, other: dict, label: str) -> tuple[float, float]:
+    """(largest move of the torch strategy's update, largest difference of `other` from it)."""
+    moved = max(float((plain[n] - initial[n]).abs().max()) for n in plain)
+    gap = max(float((plain[n] - other[n]).abs().max()) for n in plain)
+    print(f"\nlargest weight change {moved:.3e}; largest {label} vs torch difference {gap:.3e} ({gap / moved:.1e} of "
+          f"it; bound {BOUND:.0e})")
+    return moved, gap
+
+
+@pytest.mark.slow  # the default suite runs ZeRO-3 (the harder case)
 def test_zero2_over_two_ranks_matches_the_torch_strategy(ray_local, torch_update):
-    plain, moved = torch_update
     zero2, _ = one_update(ray_local, ["trainer.strategy=deepspeed", "trainer.zero_stage=2"])
-    gap2 = max(float((plain[n] - zero2[n]).abs().max()) for n in plain)
-    print(f"\nlargest weight change {moved:.3e}; largest ZeRO-2 vs torch difference {gap2:.3e}")
-    assert moved > 1e-4 and gap2 < 1e-3 * moved, (moved, gap2)
+    moved, gap = compare(*torch_update, zero2, "ZeRO-2")
+    assert moved > 1e-4 and gap < BOUND * moved, (moved, gap)
 
 
 def test_zero3_over_two_ranks_matches_the_torch_strategy(ray_local, torch_update):
-    plain, moved = torch_update
     zero3, held = one_update(ray_local, ZERO3_ALL_PARTITIONED)
-    gap3 = max(float((plain[n] - zero3[n]).abs().max()) for n in plain)
-    diff3 = torch.cat([(plain[n] - zero3[n]).abs().flatten() for n in plain])
-    off3 = float((diff3 > 1e-3 * moved).float().mean())
+    moved, gap = compare(*torch_update, zero3, "ZeRO-3")
+    plain = torch_update[0]
     whole = sum(t.numel() for t in plain.values())
     shard = sum(v for k, v in held.items() if k.startswith("param_shard."))
-    print(f"\nlargest weight change {moved:.3e}; largest ZeRO-3 vs torch difference {gap3:.3e}; ZeRO-3 rank 0 holds "
-          f"{shard} of {whole} trained elements; {off3:.1e} of them differ by > 1e-3 of it")
-    # ZeRO-3 reduces gradients in another order (reduce-scatter of partitions); on AdamW's first step an element's
-    # update is lr g / (|g| + eps), so elements whose gradient is near eps amplify those last-bit differences:
-    # measured 75 of 1.5M elements above 1e-6, the rest within 7.5e-9
-    assert moved > 1e-4 and off3 < 1e-4 and gap3 < 0.05 * moved, (moved, off3, gap3)
+    print(f"ZeRO-3 rank 0 holds {shard} of {whole} trained elements")
+    assert moved > 1e-4 and gap < BOUND * moved, (moved, gap)
     assert not any(k.startswith("param.") for k in held)  # rank 0 never held the whole weights at rest
     assert whole / 2 <= shard <= whole / 2 + 2 * len(plain)  # half of each parameter (each rounded up)
 

@@ -30,7 +30,7 @@ def test_flow_schedule_is_diffusers_shifted_schedule():
 def tiny_qwen_text_encoder():
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from models.toy import build_tokenizer
+    from toyworld.vocabulary import build_tokenizer
     tok = build_tokenizer()
     cfg = Qwen2_5_VLConfig(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
@@ -86,7 +86,7 @@ def test_trained_steps_outside_the_schedule_are_refused(flow_adapter):
 
 @pytest.fixture(scope="module")
 def flow_dir(tmp_path_factory):
-    from models import flow_like
+    from fixtures import flow_like
     return flow_like.build(tmp_path_factory.mktemp("flow") / "model", trained_steps=(0, 2))
 
 
@@ -101,7 +101,7 @@ def test_qwen_image_latents_pack_into_2x2_patch_tokens_and_back():
 
 @pytest.mark.parametrize("family", ["sd3", "qwen_image"])
 def test_flow_model_directory_round_trip_and_vlm_answers(tmp_path, family):
-    from models import flow_like
+    from fixtures import flow_like
     from models.loading import load_adapter
     a = load_adapter(flow_like.build(tmp_path / family, trained_steps=(0, 2), family=family))
     assert isinstance(a, DiffusionAdapter) and a.s.trained_steps == [0, 2] and a.device.type == "cpu"
@@ -128,10 +128,12 @@ def test_two_step_meta_ttrl_job_on_the_flow_backend(ray_local, flow_dir, vlm_dir
     text encoder, or FLUX's separate `model.understanding_path`), GRPO trains the trained steps, the weight sync
     (checksummed every step) carries the transformer."""
     import json
+
+    from driver.cli import UserError
+    from fixtures import flow_like
     from launch import meta_ttrl
-    from models import flow_like
     if model == "flux":
-        with pytest.raises(meta_ttrl.UserError, match="has no VLM .* set model.understanding_path="):
+        with pytest.raises(UserError, match="has no VLM .* set model.understanding_path="):
             meta_ttrl.main([f"model.path={flow_like.published_pipeline(tmp_path / 'flux', 'flux')}",
                             f"run.dir={tmp_path / 'refused'}"])
     path = flow_dir if model != "flux" else f"{tmp_path / 'flux'} model.understanding_path={vlm_dir}"
@@ -147,7 +149,7 @@ def test_two_step_meta_ttrl_job_on_the_flow_backend(ray_local, flow_dir, vlm_dir
 @pytest.mark.parametrize("judge", ["srum", "gvu"])
 def test_token_based_judges_are_refused_for_a_flow_model(flow_dir, tmp_path, judge):
     from launch import meta_ttrl
-    from launch.cli import UserError
+    from driver.cli import UserError
     with pytest.raises(UserError, match=f"reward.judge={judge} needs a token-based generator"):
         meta_ttrl.main([f"model.path={flow_dir}", f"reward.judge={judge}", f"run.dir={tmp_path}"])
 
@@ -177,7 +179,7 @@ def test_a_published_qwen_image_layout_loads_with_default_flow_settings(tmp_path
     import json
     import shutil
 
-    from models import flow_like
+    from fixtures import flow_like
     from models.diffusion import check_flow_dir
     from models.loading import load_adapter
     path = flow_like.build(tmp_path / "qwen_image", family="qwen_image")
@@ -202,7 +204,7 @@ def test_a_published_qwen_image_layout_loads_with_default_flow_settings(tmp_path
 
 @pytest.fixture(scope="module")
 def vlm_dir(tmp_path_factory):
-    from models import qwen_vl_like
+    from fixtures import qwen_vl_like
     return qwen_vl_like.save(tmp_path_factory.mktemp("vlm") / "qwen_vl")
 
 
@@ -212,7 +214,7 @@ def test_published_sd3_and_flux_pipelines_use_their_own_text_encoders(tmp_path, 
     prompts through the pipeline's CLIP/T5 `encode_prompt`; sampled = teacher-forced log-probs, a row alone = in a
     batch, another guidance scale differs, gradients reach the transformer; understanding comes from
     `understanding` (model.understanding_path) and is refused in one line without it; save and reload keep it."""
-    from models import flow_like
+    from fixtures import flow_like
     from models.diffusion import NoUnderstanding
     from models.flow_text import PipelineText
     from models.loading import load_adapter
@@ -243,8 +245,8 @@ def test_published_sd3_and_flux_pipelines_use_their_own_text_encoders(tmp_path, 
 
 @pytest.mark.slow
 def test_gpu_smoke_runs_two_meta_ttrl_steps_on_the_qwen_image_layout(ray_local, capsys):
-    """launch/gpu_smoke.py's flow path at tiny widths on the CPU (width=qwen_image builds the real shapes)."""
-    from launch import gpu_smoke
+    """tests/gpu_smoke.py's flow path at tiny widths on the CPU (width=qwen_image builds the real shapes)."""
+    import gpu_smoke
     result = gpu_smoke.main(["width=qwen_image_tiny", "grpo.lr=1e-2", "rollout.group_size=2",
                              "data.prompts_per_step=1", "rubric.max_new_tokens=8"])
     steps = result["steps"]

@@ -75,7 +75,7 @@ def test_fingerprint_sees_any_changed_bit_and_the_sync_check_names_the_actor():
 
 
 def test_a_run_stopped_by_its_guard_is_one_line_and_exit_code_3(capsys):
-    from launch.cli import run_main
+    from driver.cli import run_main
 
     def unhealthy(argv):
         Guard({"degenerate_images": 0.5}, window=1).check({"samples": 4, "degenerate_images": 3})

@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
-from models.janus import JanusAdapter, answer_token_ids
-from models.toy import RUBRIC_INSTRUCTION
+from models.adapter import answer_token_ids
+from models.janus import JanusAdapter
+from toyworld.vocabulary import RUBRIC_INSTRUCTION
 from toyworld.render import render
 from toyworld.scene import Obj
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from models import janus_pro_like
+from fixtures import janus_pro_like
 from models.janus import JanusAdapter
 from rewards.scoring import question_scores
 
@@ -56,11 +56,11 @@ def test_sampling_576_tokens_matches_teacher_forcing_and_answers_are_normalised(
 
 
 def test_gpu_smoke_runs_two_meta_ttrl_steps_on_the_janus_pro_layout_with_a_zero1_learner(ray_local, capsys):
-    """launch/gpu_smoke.py at tiny widths on the CPU: Janus-Pro's layout, model built and loaded from a local
+    """tests/gpu_smoke.py at tiny widths on the CPU: Janus-Pro's layout, model built and loaded from a local
     directory, two GRPO steps of the main job with the DeepSpeed ZeRO-1 learner on two ranks (the job checks
     after every sync that each rollout actor holds the learner's weights, by checksum), stage timings printed."""
     pytest.importorskip("deepspeed", reason="make install installs the deepspeed extra")
-    from launch import gpu_smoke
+    import gpu_smoke
     result = gpu_smoke.main(["width=tiny", "layers=1", "grpo.lr=1e-2", "rollout.group_size=2", "data.prompts_per_step=1",
                              "trainer.strategy=deepspeed", "trainer.zero_stage=1", "trainer.learners=2"])
     steps = result["steps"]

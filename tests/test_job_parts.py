@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from actors.weight_sync import buckets_of, flatten, plan_buckets, unflatten
-from launch.meta_ttrl import PromptStream, converged
+from driver.progress import PromptStream, converged
 from rewards.introspection import RubricBook, fallback_rubric
 from rewards.rubric import RubricItem
 
@@ -94,14 +94,14 @@ def test_split_stale_keeps_parts_within_the_bound():
 
 
 def test_flatten_keeps_numbers_and_names_nested_keys():
-    from launch.tracking import flatten
+    from driver.tracking import flatten
     record = {"step": 3, "rubric": {"written": 2, "fallback": 1}, "note": "x", "ok": True, "kl": 0.5}
     assert flatten(record) == {"step": 3, "rubric/written": 2, "rubric/fallback": 1, "kl": 0.5}
 
 
 def test_wandb_mode_is_offline_without_credentials(monkeypatch):
-    from launch.cli import UserError
-    from launch.tracking import wandb_mode
+    from driver.cli import UserError
+    from driver.tracking import wandb_mode
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     assert wandb_mode("auto") == "offline" and wandb_mode("disabled") == "disabled"
@@ -115,7 +115,7 @@ def test_grid_places_prompts_in_rows_and_report_survives_a_torn_metrics_line(tmp
     import numpy as np
     from PIL import Image
 
-    from launch.report import read_metrics, save_grid, write_report
+    from driver.report import read_metrics, save_grid, write_report
     images = np.zeros((6, 8, 8, 3), np.uint8)
     images[3:] = 200  # second prompt's samples
     save_grid(images, 2, tmp_path / "grids" / "g.png")
@@ -131,7 +131,7 @@ def test_grid_places_prompts_in_rows_and_report_survives_a_torn_metrics_line(tmp
 
 
 def test_grid_prompts_take_one_prompt_per_tag_first():
-    from launch.meta_ttrl import grid_prompts
+    from driver.grids import grid_prompts
     metas = [{"tag": "a", "prompt": "a1"}, {"tag": "a", "prompt": "a2"}, {"tag": "b", "prompt": "b1"}]
     assert grid_prompts(metas, 2) == ["a1", "b1"] and grid_prompts(metas, 5) == ["a1", "b1", "a2"]
 
@@ -139,7 +139,7 @@ def test_grid_prompts_take_one_prompt_per_tag_first():
 def test_moving_average_and_reward_oracle_correlation_by_hand():
     import numpy as np
 
-    from launch.report import moving_average, reward_oracle_correlation
+    from driver.report import moving_average, reward_oracle_correlation
     assert np.allclose(moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
     rows = [{"reward_mean": r, "oracle": o} for r, o in ((0.1, 0.2), (0.2, 0.4), (0.3, 0.6))]
     assert reward_oracle_correlation(rows) == pytest.approx(1.0)

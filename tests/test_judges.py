@@ -34,16 +34,17 @@ def toy_batch():
 def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
     from rewards.introspection import RubricBook
     from rewards.judges import GvUJudge, OracleJudge, SRUMJudge, model_writer
+    from actors.introspector import toy_oracle
     from rewards.regions import isolate, segment
     from toyworld.oracle import evaluate
 
     adapter, metadata, batch = toy_batch
-    by_gvu, by_oracle = GvUJudge(adapter)(batch), OracleJudge(metadata)(batch)
+    by_gvu, by_oracle = GvUJudge(adapter)(batch), OracleJudge(metadata, toy_oracle)(batch)
     assert by_gvu.rewards.shape == (4,) and ((by_gvu.rewards > 0) & (by_gvu.rewards < 1)).all()
     expected = [float(evaluate(img, metadata[p]).correct) for img, p in zip(batch.images, batch.prompts)]
     assert by_oracle.rewards.tolist() == expected and by_oracle.reward_maps is None
     with pytest.raises(KeyError, match="needs GenEval metadata"):
-        OracleJudge({})(batch)
+        OracleJudge({}, toy_oracle)(batch)
     # SRUM: a map per image on the 8 x 8 token grid; cells outside every region hold the global score 2 r - 1
     book = RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0)))
     by_srum_judge = SRUMJudge(book, adapter, adapter.token_grid)
@@ -72,7 +73,7 @@ def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
 def test_server_judge_scores_through_the_reward_server(toy_batch):
     """E-TTRL behind the reward server: the served rubric judge (an external model; here the toy model) gives
     the same rewards as the same judge in-process."""
-    from launch import reward_server
+    from driver.reward_methods import rubric_method
     from launch.configs.meta_ttrl import ROOT
     from rewards.client import RewardClient
     from rewards.introspection import RubricBook
@@ -81,7 +82,7 @@ def test_server_judge_scores_through_the_reward_server(toy_batch):
 
     adapter, _, batch = toy_batch
     path = str(ROOT / "models" / "toy_umm")
-    server = RewardServer({"rubric": reward_server.rubric_judge(path, 1), "bad": lambda items: ["x"] * len(items)},
+    server = RewardServer({"rubric": rubric_method(path, 1), "bad": lambda items: ["x"] * len(items)},
                           port=0).start()
     client = RewardClient(f"tcp://127.0.0.1:{server.port}", timeout_s=60)
     try:
@@ -96,7 +97,7 @@ def test_server_judge_scores_through_the_reward_server(toy_batch):
 
 
 def test_pick_best_by_hand():
-    from launch.best_of_n import pick_best
+    from rollout.best_of_n import pick_best
 
     rewards = torch.tensor([0.1, 0.7, 0.3, 0.9, 0.9, 0.2])  # two prompts, n = 3; a tie keeps the first
     assert pick_best(rewards, 3).tolist() == [1, 3]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from learners.srum import flow_loss, global_weight, region_scores, reward_map, to_score, token_loss
+from learners.srum import flow_loss, global_weight, token_loss
+from rewards.srum import region_scores, reward_map, to_score
 from rollout.milr import active, optimised_positions, reinforce_surrogate, should_stop
 
 

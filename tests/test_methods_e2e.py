@@ -45,7 +45,7 @@ def make_tiny_git(path):
     from transformers import GitForCausalLM
 
     from models.git import toy_git_config
-    from models.toy import build_tokenizer
+    from toyworld.vocabulary import build_tokenizer
 
     tok = build_tokenizer()
     torch.manual_seed(0)

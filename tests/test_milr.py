@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from models.janus import LatentShift
+from models.adapter import LatentShift
 from rollout.milr import MILRSettings, reinforce_surrogate, search
 
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]

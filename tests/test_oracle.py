@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from toyworld import oracle_check as oc
+from fixtures import oracle_check as oc
 from toyworld.oracle import Detection, detect, score
 from toyworld.prompts import TAGS, scene_for, universe
 from toyworld.render import render

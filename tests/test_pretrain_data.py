@@ -136,7 +136,7 @@ def test_retargeted_codes_carry_the_generator_rows_of_their_type():
 def test_type_factored_table_is_colour_plus_shape_quadrant_and_bakes_into_plain_weights():
     from torch.nn.utils import parametrize
 
-    from launch.pretrain_toy import factored_generator
+    from toyworld.pretrain_stages import factored_generator
     from toyworld.pretrain import N_PATCH_TYPES, TypeFactored
 
     color = torch.arange(5, dtype=torch.float32)[:, None] * 100  # colour c adds 100 c

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from driver.cli import UserError, parse_config
 from launch import meta_ttrl
-from launch.cli import UserError
+from launch.configs.meta_ttrl import MetaTTRLConfig
 from test_meta_ttrl import SHORT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +69,8 @@ def test_kill_9_then_resume_is_bitwise_the_uninterrupted_run(ray_local, tmp_path
 
 
 def test_a_resumed_run_takes_its_saved_config_with_the_command_line_on_top(tmp_path):
-    saved = meta_ttrl.parse_config(meta_ttrl.MetaTTRLConfig, ["trainer.steps=6", "grpo.lr=0.01", "run.seed=3"], "")
-    (tmp_path / "config.yaml").write_text(meta_ttrl.OmegaConf.to_yaml(saved))
+    saved = parse_config(MetaTTRLConfig, ["trainer.steps=6", "grpo.lr=0.01", "run.seed=3"], "")
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     cfg = meta_ttrl.load_config([f"run.dir={tmp_path}", "run.resume=auto", "trainer.steps=9"])  # extend the run
     assert (cfg.trainer.steps, cfg.grpo.lr, cfg.run.seed, cfg.run.resume) == (9, 0.01, 3, "auto")
 
@@ -82,9 +84,7 @@ def test_a_used_run_dir_needs_resume_and_resume_needs_a_run_dir(tmp_path):
 
 
 def test_resume_skips_a_tampered_newest_checkpoint_naming_the_file(tmp_path, capsys):
-    from omegaconf import OmegaConf
-
-    from launch.progress import checkpoint_to_resume
+    from driver.progress import checkpoint_to_resume
     from learners import checkpoint
 
     for step in (2, 4):

@@ -139,8 +139,9 @@ def test_8_clients_x_500_requests_lose_nothing():
 def test_the_toy_oracle_served_over_the_wire(monkeypatch):
     from omegaconf import OmegaConf
 
-    from launch.cli import UserError
-    from launch.reward_server import ServerConfig, build
+    from driver.cli import UserError
+    from driver.reward_methods import build_server as build
+    from launch.configs.server import ServerConfig
     from toyworld.prompts import load_split, scene_for
     from toyworld.render import render
 
@@ -166,7 +167,7 @@ def test_no_pickle_in_the_projects_own_code():
     """The wire is msgpack and checkpoints are safetensors + JSON; model weights load with use_safetensors."""
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    sources = [p for d in ("actors", "launch", "learners", "models", "rewards", "rollout", "toyworld")
+    sources = [p for d in ("actors", "driver", "launch", "learners", "models", "rewards", "rollout", "toyworld")
                for p in (root / d).rglob("*.py")]
     assert len(sources) > 20
     for path in sources:

@@ -91,7 +91,7 @@ def test_trainer_state_round_trips_through_a_checkpoint(tiny_adapter, tmp_path):
 
 
 def test_prompt_stream_continues_where_it_stopped():
-    from launch.progress import PromptStream
+    from driver.progress import PromptStream
 
     a = PromptStream([f"p{i}" for i in range(5)], seed=3)
     a.next(7)  # into the second epoch

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from models.janus import JanusAdapter
-from models.toy import RUBRIC_INSTRUCTION
+from toyworld.vocabulary import RUBRIC_INSTRUCTION
 from toyworld.evaluation import generation_score, rubric_quality, understanding_accuracy
-from toyworld.oracle_check import agreement
+from fixtures.oracle_check import agreement
 from toyworld.prompts import load_split
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "toy_umm"

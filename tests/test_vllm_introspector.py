@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.toy import build_tokenizer
+from toyworld.vocabulary import build_tokenizer
 from models.vllm_introspector import (QWEN2_5_VL, Unanswered, VLLMIntrospector, VLLMUnavailable, answer_requests,
                                       require_vllm, yes_no_from_logprobs)
 from rewards.introspection import RubricBook
