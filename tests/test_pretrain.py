@@ -74,20 +74,27 @@ def test_a_bad_tail_kind_list_is_refused_before_training():
         pretrain_toy.main(["compose_kinds=count,colour"])
 
 
-def test_the_tails_on_a_saved_model_equal_the_tails_in_one_run(tmp_path, capsys):
+def test_the_default_stages_run_and_log_their_losses(tmp_path, capsys):
+    """Every stage of the defaults at tiny sizes, one pretraining run: the retargeted codes are checked, every
+    tail step logs its understanding, rubric and generation losses, the model is saved."""
+    pretrain_toy.main(TINY + ["log_every=1", f"out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "codes retargeted to patch types: oracle passes" in out
+    assert "tail 2/2 und" in out and " rubric " in out.split("tail 2/2")[1] and " gen " in out.split("tail 2/2")[1]
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+@pytest.mark.slow  # three pretraining runs and two tails (~30 s); the run above keeps every stage in the default suite
+def test_the_tails_on_a_saved_model_equal_the_tails_in_one_run(tmp_path):
     """How the committed model was made (docs/results/toy_umm.md): the tail, then the composition tail, each run
-    on the saved output of the stages before, give bitwise the weights one run of the defaults gives. The one run
-    logs every tail step's losses."""
+    on the saved output of the stages before, give bitwise the weights one run of the defaults gives."""
     from driver.cli import parse_config
     from models.janus import JanusAdapter
     from toyworld.pretrain_stages import compose_stage, deterministic, train_tail
 
-    pretrain_toy.main(TINY + ["log_every=1", f"out={tmp_path / 'one_run'}"])
-    out = capsys.readouterr().out
-    assert "codes retargeted to patch types: oracle passes" in out
-    assert "tail 2/2 und" in out and " rubric " in out.split("tail 2/2")[1] and " gen " in out.split("tail 2/2")[1]
+    pretrain_toy.main(TINY + [f"out={tmp_path / 'one_run'}"])
     pretrain_toy.main(NO_TAILS + [f"out={tmp_path / 'no_tail'}"])
-    cfg = parse_config(PretrainConfig, TINY + ["log_every=1"], "test")
+    cfg = parse_config(PretrainConfig, TINY, "test")
     for stage, base, out in ((cfg, "no_tail", "tail"), (compose_stage(cfg), "tail", "both")):
         with deterministic(cfg.threads):
             adapter = JanusAdapter.from_pretrained(tmp_path / base, device="cpu")
