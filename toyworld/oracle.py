@@ -1,4 +1,4 @@
-"""Oracle evaluator: pixels -> objects -> GenEval's rules (shared/benchmarks/SCORING.md).
+"""Oracle evaluator: pixels -> objects -> GenEval's rules (rewards/geneval.py, shared with the GenEval evaluator).
 
 Detection: each pixel gets a colour by hue (foreground = saturated and bright enough), each colour mask is
 opened and reconstructed (drops 1-2 px fringes of blur and VQ artifacts, keeps object outlines). Each such seed
@@ -15,14 +15,14 @@ The model never sees this code's output during test-time RL; it is the ground tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
 from scipy import ndimage
 
-from toyworld.scene import PALETTE, SHAPES, Obj, relations_between
+from rewards.geneval import Detection, Verdict, score
+from toyworld.scene import PALETTE, SHAPES, Obj
 
 MIN_AREA = 25  # pixels; the smallest rendered object (a 14 px triangle) covers ~98
 MIN_SATURATION, MIN_VALUE = 0.35, 0.3
@@ -32,20 +32,6 @@ APEX_OUTSETS = (1, 2)  # a triangle template's apex may also lie 1 or 2 px above
 _S3 = np.ones((3, 3), bool)
 _HUES = {c: float(rgb_to_hsv(np.array(rgb, dtype=float) / 255.0)[0]) for c, rgb in PALETTE.items()}
 _COLOR_NAMES = tuple(PALETTE)
-
-
-@dataclass(frozen=True)
-class Detection:
-    shape: str
-    color: str
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive)
-    conf: float
-
-
-@dataclass
-class Verdict:
-    correct: bool
-    clauses: list[dict] = field(default_factory=list)  # per clause: {"clause", "passed", "reason"}
 
 
 def _hue_labels(image: np.ndarray) -> np.ndarray:
@@ -129,39 +115,6 @@ def detect(image: np.ndarray) -> list[Detection]:
 def scene_detections(objects: list[Obj]) -> list[Detection]:
     """The symbolic ground truth of a scene, as detections (for checking the pixel path against it)."""
     return [Detection(o.shape, o.color, o.box, 1.0) for o in objects]
-
-
-def _kept(dets: list[Detection], cls: str, threshold: float) -> list[Detection]:
-    return [d for d in dets if d.shape == cls and d.conf > threshold][:16]
-
-
-def score(dets: list[Detection], meta: dict) -> Verdict:
-    """GenEval's rules for one image: every include clause passes and no exclude clause fires."""
-    threshold = 0.9 if meta["tag"] == "counting" else 0.3
-    verdict, used = Verdict(True), []
-    for clause in meta["include"]:
-        kept = _kept(dets, clause["class"], threshold)
-        chosen = kept[: clause["count"]]
-        used.append(chosen)
-        reason = ""
-        if len(kept) < clause["count"]:
-            reason = f"found {len(kept)} {clause['class']}, need {clause['count']}"
-        elif "color" in clause and any(d.color != clause["color"] for d in chosen):
-            reason = f"colours {[d.color for d in chosen]}, need {clause['color']}"
-        elif "position" in clause:
-            rel, j = clause["position"]
-            if not verdict.clauses[j]["passed"]:
-                reason = f"reference clause {j} failed"
-            elif not all(rel in relations_between(a.box, b.box) for a in chosen for b in used[j]):
-                reason = f"not {rel} the {meta['include'][j]['class']}"
-        verdict.clauses.append({"clause": clause, "passed": not reason, "reason": reason})
-    for clause in meta.get("exclude", []):
-        n = len(_kept(dets, clause["class"], threshold))
-        fired = n >= clause["count"]
-        verdict.clauses.append({"clause": {"exclude": clause}, "passed": not fired,
-                                "reason": f"found {n} {clause['class']}, must be < {clause['count']}" if fired else ""})
-    verdict.correct = all(c["passed"] for c in verdict.clauses)
-    return verdict
 
 
 def evaluate(image: np.ndarray, meta: dict) -> Verdict:

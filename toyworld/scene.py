@@ -10,9 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from rewards.geneval import RELATIONS, relations_between  # noqa: F401 (the scene's relations are GenEval's)
+
 SHAPES = ("square", "circle", "triangle")
 COLORS = ("red", "yellow", "green", "blue", "purple")
-RELATIONS = ("left of", "right of", "above", "below")
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 CANVAS = 64
 OBJECT_SIZE = 16  # pixels: 2 x 2 image tokens at 8 px per token
@@ -42,39 +43,6 @@ class Obj:
     def box(self) -> tuple[float, float, float, float]:
         h = self.size / 2
         return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
-
-
-def relative_offset(box_a, box_b, threshold: float = 0.1) -> tuple[float, float] | None:
-    """GenEval's normalised, shrunk offset of box A from box B (x0, y0, x1, y1 pixels; y grows downward):
-    each axis is shrunk toward 0 by threshold x (size A + size B) on that axis, then divided by the length
-    of the raw offset. None when both shrunk components vanish (no relation)."""
-    ca = ((box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2)
-    cb = ((box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2)
-    dims = [(box_a[2] - box_a[0]) + (box_b[2] - box_b[0]), (box_a[3] - box_a[1]) + (box_b[3] - box_b[1])]
-    offset = [ca[0] - cb[0], ca[1] - cb[1]]
-    shrunk = [max(abs(o) - threshold * d, 0.0) * (1 if o > 0 else -1 if o < 0 else 0) for o, d in zip(offset, dims)]
-    if all(abs(s) < 1e-3 for s in shrunk):
-        return None
-    norm = (offset[0] ** 2 + offset[1] ** 2) ** 0.5
-    return shrunk[0] / norm, shrunk[1] / norm
-
-
-def relations_between(box_a, box_b, cutoff: float = 0.5) -> set[str]:
-    """GenEval's relations of A to B: |component| > cutoff (0.5 in GenEval) on an axis gives that relation."""
-    off = relative_offset(box_a, box_b)
-    if off is None:
-        return set()
-    dx, dy = off
-    rels = set()
-    if dx < -cutoff:
-        rels.add("left of")
-    if dx > cutoff:
-        rels.add("right of")
-    if dy < -cutoff:
-        rels.add("above")
-    if dy > cutoff:
-        rels.add("below")
-    return rels
 
 
 def _boxes_clear(a: Obj, b: Obj) -> bool:
