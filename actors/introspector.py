@@ -8,6 +8,7 @@ import time
 import ray
 import torch
 
+import benchmarks
 from actors.checkpointed import Checkpointed
 from learners.state import State, load_rng_state, merge, rng_state
 from models.loading import JUDGE_BACKENDS, load_adapter
@@ -26,15 +27,10 @@ def judge_model(reward_cfg, dtype: str, policy):
     return JUDGE_BACKENDS[reward_cfg.backend](reward_cfg.model_path, dtype, reward_cfg.vllm_gpu_memory)
 
 
-def toy_oracle(image, meta: dict) -> bool:
-    """The toy world's evaluator: what reward.judge=oracle rewards (RL leakage, an upper bound)."""
-    from toyworld.oracle import evaluate
-    return evaluate(image, meta).correct
-
-
 @ray.remote
 class IntrospectorActor(Checkpointed):
-    def __init__(self, model, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg):
+    def __init__(self, model, threads: int, rubric_cfg, metadata: dict | None, seed: int, reward_cfg,
+                 benchmark: str = "toyworld", eval_cfg=None):
         torch.set_num_threads(threads)
         # the frozen policy: the KL term's reference, and (with its understanding) the judge of Meta-TTRL
         self.ref = load_adapter(model.path, dtype=model.dtype, understanding=model.understanding_path)
@@ -42,9 +38,11 @@ class IntrospectorActor(Checkpointed):
         self.a = judge_model(reward_cfg, model.dtype, self.ref)
         self.gen = self.ref.generator(seed)
         writer = model_writer(self.a, rubric_cfg.max_new_tokens, self.gen)
-        self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, rubric_cfg.retries, metadata)
+        bench = benchmarks.get(benchmark)
+        self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, rubric_cfg.retries, metadata, bench.rubric_style)
+        # reward.judge=oracle rewards the benchmark's own evaluator (RL leakage: an upper bound); built on first use
         self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {},
-                                                  toy_oracle))
+                                                  benchmarks.oracle(benchmark, eval_cfg)))
 
     def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:
         return self.book.get(prompts)

@@ -14,26 +14,20 @@ from omegaconf import OmegaConf
 from ray.util.placement_group import remove_placement_group
 
 from actors import weight_sync
+from actors.evaluator import Evaluators
 from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
 from actors.placement import place_role
 from actors.rollout import RolloutActor
 from learners import checkpoint
 from learners.state import State
-from rollout.batch import RolloutBatch
-
-
-@ray.remote(num_cpus=0)
-def oracle_correct(batch: RolloutBatch, metadata: dict[str, dict]) -> list[bool]:
-    """Oracle verdicts of a batch's images (metrics only: the oracle never reaches the policy)."""
-    from toyworld.oracle import evaluate
-    return [evaluate(img, metadata[p]).correct for img, p in zip(batch.images, batch.prompts)]
 
 
 class MetaTTRLJob:
-    def __init__(self, cfg, metadata: dict[str, dict], train: bool = True):
+    def __init__(self, cfg, metadata: dict[str, dict], train: bool = True, evaluated: tuple[str, ...] = ()):
         """`train=False`: rollouts and introspectors only, for the methods without a weight update (Best-of-N,
-        MILR): no learner is placed and no weight-sync group is formed."""
+        MILR): no learner is placed and no weight-sync group is formed. `evaluated`: the benchmarks whose
+        evaluators the job measures with (actors/evaluator.py)."""
         self.cfg, self.metadata = cfg, metadata
         m, res, tr, seed = cfg.model, cfg.resources, cfg.trainer, cfg.run.seed
         self.bucket_bytes = bucket = int(cfg.sync.bucket_mb * 2**20)
@@ -44,13 +38,16 @@ class MetaTTRLJob:
                     tr.zero_stage, OmegaConf.to_container(tr.deepspeed))
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []
+        self.evaluators = None
         try:  # a role that cannot be placed frees the roles placed before it
             if train:
                 self.learners = self._place(LearnerActor, "learner", tr.learners, res.learner, learner_args)
             self.rollouts = self._place(RolloutActor, "rollout", cfg.rollout.actors, res.rollout,
                                         lambda i: (m, m.threads, seed * 1000 + i))
             self.introspectors = self._place(IntrospectorActor, "introspector", tr.introspectors, res.introspector,
-                                             lambda i: (m, m.threads, cfg.rubric, metadata, seed, cfg.reward))
+                                             lambda i: (m, m.threads, cfg.rubric, metadata, seed, cfg.reward,
+                                                        cfg.data.benchmark, cfg.eval))
+            self.evaluators = Evaluators(cfg, list(evaluated), metadata)
             if train:
                 self._join_collective()
             self._pids: dict[str, int] = {}
@@ -71,6 +68,8 @@ class MetaTTRLJob:
             ray.kill(actor)
         for group in self.groups:
             remove_placement_group(group)
+        if self.evaluators is not None:
+            self.evaluators.shutdown()
 
     def _join_collective(self) -> None:
         address, port = ray.get(self.learners[0].address.remote())
@@ -166,15 +165,35 @@ class MetaTTRLJob:
     def save_policy(self, path: str) -> None:
         ray.get([ln.save.remote(path) for ln in self.learners])  # rank 0 writes; ZeRO-3 ranks join its gather
 
-    def oracle(self, parts: list) -> list:
-        return [oracle_correct.remote(part, self.metadata) for part in parts]
+    def evaluate_parts(self, parts: list, step: int) -> list:
+        """The benchmark evaluator's per-image scores of a step's rollout parts (refs; metrics only: they never
+        reach the policy), every `eval.every` steps; [] on other steps."""
+        e, name = self.cfg.eval, self.cfg.data.benchmark
+        if not e.every or step % e.every or self.evaluators is None:
+            return []
+        return [self.evaluators.score_batch(name, part) for part in parts]
 
-    def evaluate(self, metas: list[dict]) -> dict:
-        d = self.cfg.data
+    def cancellable(self, refs: list) -> list:
+        """The refs of `evaluate_parts` that are plain tasks (an actor call must not be cancelled: Pipeline.drop)."""
+        return refs if self.evaluators.cancellable(self.cfg.data.benchmark) else []
+
+    def evaluate(self, metas: list[dict], benchmark: str) -> tuple[list[dict], list]:
+        """`data.eval_samples` images per prompt (the first `data.eval_max_prompts`), drawn with the same noise every
+        time by rollout 0, scored by the benchmark's evaluator `eval.batch_prompts` prompts a call; returns the
+        per-image records and Scored lists (benchmarks/results.py makes the table and files)."""
+        d, r, e = self.cfg.data, self.cfg.rollout, self.cfg.eval
         chunk = metas[: d.eval_max_prompts] if d.eval_max_prompts > 0 else metas
-        r = self.cfg.rollout
-        return ray.get(self.rollouts[0].evaluate.remote(chunk, d.eval_samples, r.guidance, r.temperature,
-                                                        self.cfg.run.seed))
+        sampler = self.rollouts[0]
+        sampler.begin_evaluation.remote(self.cfg.run.seed)
+        records, refs = [], []
+        for start in range(0, len(chunk), e.batch_prompts):
+            part = chunk[start: start + e.batch_prompts]
+            images = sampler.evaluation_images.remote([m["prompt"] for m in part], d.eval_samples, r.guidance,
+                                                      r.temperature)
+            expanded = [m for m in part for _ in range(d.eval_samples)]
+            records += expanded
+            refs.append(self.evaluators.score(benchmark, images, expanded))
+        return records, [s for scored in ray.get(refs) for s in scored]
 
     def grid(self, prompts: list[str], per_prompt: int):
         r = self.cfg.rollout

@@ -70,6 +70,12 @@ class RolloutActor(Checkpointed):
     def weights(self) -> dict[str, torch.Tensor]:
         return self.a.weights()
 
-    def evaluate(self, metas: list[dict], samples: int, guidance: float, temperature: float, seed: int) -> dict:
-        from toyworld.evaluation import generation_score
-        return generation_score(self.a, metas, samples, guidance, temperature, seed)
+    def begin_evaluation(self, seed: int) -> None:
+        """A fresh sampling RNG for an evaluation: every evaluation draws the same noise (what changes is the
+        weights), in the order of its `evaluation_images` calls."""
+        self.eval_gen = self.a.generator(seed)
+
+    @torch.no_grad()
+    def evaluation_images(self, prompts: list[str], samples: int, guidance: float, temperature: float) -> list:
+        """`samples` images per prompt, prompt-major, drawn with the evaluation's RNG."""
+        return list(self.a.sample(prompts, samples, guidance, temperature, self.eval_gen).images)

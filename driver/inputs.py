@@ -1,54 +1,62 @@
-"""What a user points the job at, read with one clear line per mistake (UserError): prompt files and model
-directories, and whether every prompt fits the model's context."""
+"""What a user points the job at, read with one clear line per mistake (UserError): benchmarks and their prompt
+files (benchmarks/), model directories, and whether every prompt fits the model's context."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import benchmarks
 from driver.cli import UserError
 from models import loading
 from models.toy import EMBEDDED
 from rewards.rubric import SCHEMA_INSTRUCTION
-from toyworld.prompts import SPLITS, TAGS, load_split
-from toyworld.scene import COLORS, SHAPES
 
 
-def _check_record(rec, where: str) -> dict:
-    if not isinstance(rec, dict) or not {"tag", "include", "prompt"} <= rec.keys():
-        raise UserError(f"{where}: expected a GenEval record with tag, include and prompt")
-    if rec["tag"] not in TAGS:
-        raise UserError(f"{where}: unknown tag {rec['tag']!r}; valid: {', '.join(TAGS)}")
-    for clause in rec["include"] + rec.get("exclude", []):
-        if clause.get("class") not in SHAPES or clause.get("color", COLORS[0]) not in COLORS:
-            raise UserError(f"{where}: clause {clause} names a class or colour outside the toy world "
-                            f"(classes: {', '.join(SHAPES)}; colours: {', '.join(COLORS)})")
-    return rec
+def load_benchmark(name: str) -> benchmarks.Benchmark:
+    try:
+        return benchmarks.get(name)
+    except benchmarks.BenchmarkError as e:
+        raise UserError(str(e)) from None
 
 
-def load_prompts(split: str) -> list[dict]:
-    """A built-in split by name, or a GenEval-format .jsonl file whose classes and colours the toy world knows."""
-    if split in SPLITS:
-        metas = load_split(split)
-    else:
-        path = Path(split)
-        if not path.is_file():
-            raise UserError(f"split {split!r} is neither a built-in split ({', '.join(SPLITS)}) nor a file")
-        metas = []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
-            metas.append(_check_record(rec, f"{path}: line {n}"))
-    if not metas:
-        raise UserError(f"split {split!r} has no prompts")
-    return metas
+def load_prompts(benchmark: str, split: str = "") -> list[dict]:
+    """A benchmark's split by name, or a file in its format ("": the benchmark's default split)."""
+    bench = load_benchmark(benchmark)
+    if not split and not bench.default_split:
+        raise UserError(f"data.benchmark={benchmark} needs data.split=<a file in its format>")
+    try:
+        return bench.load(split or bench.default_split)
+    except benchmarks.BenchmarkError as e:
+        raise UserError(str(e)) from None
 
 
-def load_adapter(checkpoint: str, device: str = "auto", understanding: str = ""):
+@dataclass
+class EvalSet:
+    """Prompts measured before and after: `label` in the tables, `benchmark` whose evaluator scores them, `key`
+    in summary.json and the run directory (test: the split trained on, heldout, or the transfer spec)."""
+    label: str
+    benchmark: str
+    records: list[dict]
+    key: str = ""
+
+
+@dataclass
+class JobPrompts:
+    """What the job trains on (`train.records`), and every set it measures before and after."""
+    train: EvalSet
+    heldout: EvalSet | None = None
+    transfer: list[EvalSet] = field(default_factory=list)
+
+    def measured(self) -> list[EvalSet]:
+        return [self.train] + ([self.heldout] if self.heldout else []) + self.transfer
+
+    def metadata(self) -> dict[str, dict]:
+        """Prompt -> record of the job's own benchmark (what rubrics from metadata and the oracle judge read)."""
+        return {m["prompt"]: m for m in self.train.records + (self.heldout.records if self.heldout else [])}
+
+
+def load_adapter(checkpoint: str, device: str = "auto", understanding: str = "", dtype: str = "auto"):
     """A model directory through the backend registry (models/loading.py); device="meta" reads its structure
     only (a driver's checks: a 7B model is not loaded into the driver)."""
     path = Path(checkpoint)
@@ -56,7 +64,7 @@ def load_adapter(checkpoint: str, device: str = "auto", understanding: str = "")
         raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json (or a flow "
                         f"model's model_index.json) (the embedded model is {EMBEDDED})")
     try:
-        return loading.load_adapter(path, device=device, understanding=understanding)
+        return loading.load_adapter(path, device=device, dtype=dtype, understanding=understanding)
     except Exception as e:  # a user's directory: any failure to read it (truncated weights, bad JSON) is theirs
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"checkpoint {checkpoint!r} could not be loaded ({type(e).__name__}: {first})") from None

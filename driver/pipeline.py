@@ -1,6 +1,6 @@
 """The first half of Algorithm 1's step as work in flight on the cluster: prompts -> sample G candidates each ->
-the introspector's rubric (written once per prompt, cached) and scores (Eq. 5-6), and the oracle's verdicts for
-the metrics, all as object refs. In async mode the next `max_staleness` steps are submitted ahead, so their
+the introspector's rubric (written once per prompt, cached) and scores (Eq. 5-6), and the benchmark evaluator's
+scores for the metrics, all as object refs. In async mode the next `max_staleness` steps are submitted ahead, so their
 rollouts overlap the current update.
 """
 
@@ -13,12 +13,13 @@ from driver.progress import PromptStream
 
 @dataclass
 class InFlight:
-    """A submitted step: its rollout parts, judgements and oracle verdicts (object refs), and the prompt
+    """A submitted step: its rollout parts, judgements and evaluator scores (object refs; none on steps
+    `eval.every` skips), and the prompt
     stream's state before its prompts were drawn (to redraw them when the step must be redone)."""
     drawn_from: dict
     parts: list
     judgements: list
-    oracle: list
+    evaluated: list
 
 
 class Pipeline:
@@ -33,8 +34,9 @@ class Pipeline:
         while len(self.queue) <= self.ahead and step + len(self.queue) < steps:
             drawn_from = self.stream.state()
             parts = self.job.rollout(self.stream.next(self.n))  # sample G candidates per prompt
-            # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the oracle is for metrics only
-            self.queue.append(InFlight(drawn_from, parts, self.job.judge(parts), self.job.oracle(parts)))
+            # rubric (written once per prompt, cached) -> Eq. 5-6 rewards; the evaluator is for metrics only
+            evaluated = self.job.evaluate_parts(parts, step + len(self.queue))
+            self.queue.append(InFlight(drawn_from, parts, self.job.judge(parts), evaluated))
         return self.queue[0]
 
     def done(self) -> None:
@@ -46,12 +48,12 @@ class Pipeline:
 
     def drop(self, rewind: bool) -> None:
         """Drop the steps in flight; with `rewind`, their prompts are drawn again (the step is redone). Only the
-        oracle's tasks are cancelled: a cancelled actor task still waiting for its arguments never reaches its actor,
+        evaluator's plain tasks are cancelled: a cancelled actor task still waiting for its arguments never reaches its actor,
         which then waits 30 s for the missing call (Ray's actor_scheduling_queue_max_reorder_wait_seconds) and fails
         every call queued behind it. Measured: the driver's next call to a live introspector after a rollout died
         took 31.5 s (ActorUnavailableError); without cancelling, 0.7 s. The dropped rollout and judge calls run (or
-        fail with their dead argument) and their results are ignored."""
+        fail with their dead argument) and their results are ignored, as are an evaluator actor's."""
         if rewind and self.queue:
             self.stream.load_state(self.queue[0].drawn_from)
-        self.job.cancel([ref for f in self.queue for ref in f.oracle])
+        self.job.cancel(self.job.cancellable([ref for f in self.queue for ref in f.evaluated]))
         self.queue = []

@@ -1,12 +1,15 @@
 """The checks that need the model, the disk or an installed extra, run after the config's own rules (launch/configs)
 and before a cluster starts, each a one-line UserError: the policy and judge models load (their structure only:
 device "meta"), the judge's needs are among the models' declared capabilities (models/adapter.Capabilities, per
-judge in rewards/judges.JUDGES), the chosen extras are installed, every prompt file reads and fits the context."""
+judge in rewards/judges.JUDGES), the chosen extras are installed, every prompt file reads and fits the context, the
+benchmark can evaluate what is asked of it with the evaluator directories given."""
 
 from __future__ import annotations
 
 from driver.cli import UserError
-from driver.inputs import check_prompts, load_adapter, load_prompts
+import benchmarks
+from driver.inputs import EvalSet, JobPrompts, check_prompts, load_adapter, load_benchmark, load_prompts
+from models import evaluators
 from models.loading import backend_of
 from rewards.judges import JUDGES
 
@@ -76,10 +79,63 @@ def check_judge(cfg, policy, judge) -> None:
                         f"{backend_of(path)} model: use {either(usable)}")
 
 
-def job_prompts(cfg, policy) -> tuple[list[dict], list[dict]]:
-    """The split trained on and the heldout one (may be empty), each prompt checked to fit the context."""
-    metas = load_prompts(cfg.data.split)
-    heldout = load_prompts(cfg.data.heldout) if cfg.data.heldout else []
-    check_prompts(policy, metas, cfg.data.split, cfg.rubric.max_new_tokens)
-    check_prompts(policy, heldout, str(cfg.data.heldout), cfg.rubric.max_new_tokens)
-    return metas, heldout
+def job_prompts(cfg, policy) -> JobPrompts:
+    """The split trained on, the heldout one and the transfer benchmarks, each prompt checked to fit the context;
+    the evaluators they need checked too (directories of the right kind, a question file that covers them)."""
+    d, e = cfg.data, cfg.eval
+    bench = load_benchmark(d.benchmark)
+    train = EvalSet(d.split or bench.default_split or "prompts", d.benchmark, load_prompts(d.benchmark, d.split),
+                    "test")
+    held = bench.heldout_split if d.heldout == "auto" else d.heldout
+    heldout = EvalSet("heldout", d.benchmark, load_prompts(d.benchmark, held), "heldout") if held else None
+    transfer = []
+    for spec in d.transfer:
+        name, _, split = spec.partition(":")
+        transfer.append(EvalSet(spec, name, load_prompts(name, split), spec))
+    prompts = JobPrompts(train, heldout, transfer)
+    if cfg.rubric.source == "metadata" and "include" not in train.records[0]:
+        raise UserError(f"rubric.source=metadata builds rubrics from GenEval-format metadata; {d.benchmark} "
+                        f"prompts have none: use rubric.source=introspector")
+    if transfer and not e.final:
+        raise UserError("data.transfer benchmarks are measured before and after training: it needs eval.final=true")
+    if cfg.reward.judge == "oracle":
+        check_evaluation(e, train, why="reward.judge=oracle rewards the benchmark's evaluator")
+    for measured in prompts.measured() if e.final else [train] if e.every else []:
+        check_evaluation(e, measured, hint="or set eval.every=0 eval.final=false to train without measuring")
+    for measured in prompts.measured():
+        check_prompts(policy, measured.records, measured.label, cfg.rubric.max_new_tokens)
+    return prompts
+
+
+def check_evaluation(eval_cfg, prompts: EvalSet, why: str = "", hint: str = "") -> None:
+    """The benchmark can evaluate these prompts with the eval.* settings given, each directory of the right kind.
+    `why`: what asks for the evaluation (leads the message); `hint`: how to do without it (ends it)."""
+    bench = load_benchmark(prompts.benchmark)
+    try:
+        bench.check_evaluator(eval_cfg, prompts.records)
+        for key in bench.evaluator_needs(prompts.records):
+            if key in evaluators.KINDS:
+                kind = evaluators.check_dir(key, getattr(eval_cfg, key))
+                if key == "detector":
+                    check_labels(getattr(eval_cfg, key), kind, prompts)
+        if "dpg_questions" in bench.evaluator_needs(prompts.records):
+            from benchmarks.vlm_judged import read_dpg_questions
+            questions = read_dpg_questions(eval_cfg.dpg_questions)
+            missing = [r["id"] for r in prompts.records if r["id"] not in questions]
+            if missing:
+                raise benchmarks.BenchmarkError(f"eval.dpg_questions {eval_cfg.dpg_questions!r} has no questions for "
+                                                f"{len(missing)} prompt(s), e.g. item_id {missing[0]!r}")
+    except (benchmarks.BenchmarkError, evaluators.EvaluatorModelError) as err:
+        raise UserError(f"{why + ': ' if why else ''}{err}{' (' + hint + ')' if hint else ''}") from None
+
+
+def check_labels(path: str, kind: str, prompts: EvalSet) -> None:
+    """A closed-set detector (Mask2Former) must know every class the prompts name (GenEval's COCO names)."""
+    names = evaluators.closed_set_labels(path) if kind == "mask2former" else None
+    if names is None:
+        return
+    wanted = {c["class"] for r in prompts.records for c in r.get("include", []) + r.get("exclude", [])}
+    unknown = sorted(wanted - names)
+    if unknown:
+        raise evaluators.EvaluatorModelError(f"eval.detector {path!r} does not detect {', '.join(unknown[:5])} "
+                                             f"(its config's id2label): use a COCO instance model, or OWLv2")

@@ -108,8 +108,9 @@ def check_holders(path: Path, holders: list[str]) -> None:
                         "same rollout.actors, trainer.learners and trainer.introspectors")
 
 
-def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Counter) -> dict:
-    """One metrics.jsonl line; `rubric` accumulates the rubric book's events over the run."""
+def step_record(step: int, judged: list, evaluated: list, stats: dict, rubric: Counter) -> dict:
+    """One metrics.jsonl line; `evaluated`: the evaluator's per-image scores (no `eval` key when [], a step
+    eval.every skips); `rubric` accumulates the rubric book's events over the run."""
     rewards = np.concatenate([j.rewards.numpy() for j in judged])
     health: dict[str, int] = {}
     for j in judged:
@@ -117,8 +118,9 @@ def step_record(step: int, judged: list, oracle: list, stats: dict, rubric: Coun
         health = add_health(health, j.health)
     finite = rewards[np.isfinite(rewards)]  # NaN/inf are counted in health, not averaged in
     mean, std = (float(finite.mean()), float(finite.std())) if finite.size else (float("nan"), float("nan"))
-    return {"step": step, "reward_mean": mean, "reward_std": std, "oracle": float(np.mean(np.concatenate(oracle))),
-            **stats, "rubric": dict(rubric), "health": health}
+    measured = {"eval": float(np.mean(np.concatenate(evaluated)))} if evaluated else {}
+    return {"step": step, "reward_mean": mean, "reward_std": std, **measured, **stats, "rubric": dict(rubric),
+            "health": health}
 
 
 def converged(history: list[float], window: int, tol: float) -> bool:

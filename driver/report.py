@@ -44,9 +44,9 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[starts]) / (np.arange(1, len(values) + 1) - starts)
 
 
-def reward_oracle_correlation(metrics: list[dict]) -> float:
-    """Pearson correlation of the per-step mean reward and oracle score (nan with fewer than 3 steps)."""
-    pairs = np.array([(m["reward_mean"], m["oracle"]) for m in metrics if "reward_mean" in m and "oracle" in m])
+def reward_eval_correlation(metrics: list[dict]) -> float:
+    """Pearson correlation of the per-step mean reward and evaluator score (nan with fewer than 3 such steps)."""
+    pairs = np.array([(m["reward_mean"], m["eval"]) for m in metrics if "reward_mean" in m and "eval" in m])
     if len(pairs) < 3 or pairs.std(0).min() == 0:
         return float("nan")
     return float(np.corrcoef(pairs.T)[0, 1])
@@ -60,7 +60,7 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
     steps = [m["step"] for m in metrics]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for key, label, color in (("reward_mean", "mean reward (own rubric, Eq. 6)", "tab:blue"),
-                              ("oracle", "oracle score (metrics only)", "tab:orange")):
+                              ("eval", "benchmark evaluator's score (metrics only)", "tab:orange")):
         values = np.array([m.get(key, np.nan) for m in metrics], dtype=float)
         top.plot(steps, values, color=color, alpha=0.3, linewidth=0.8)
         top.plot(steps, moving_average(values, SMOOTH), color=color, linewidth=2, label=f"{label}, {SMOOTH}-step mean")
@@ -78,10 +78,7 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
 
 def _table(summary: dict) -> str:
     rows = []
-    for split, before, after in (("test", "before", "after"), ("heldout", "heldout_before", "heldout_after")):
-        if before not in summary:
-            continue
-        b, a = summary[before], summary[after]
+    for split, b, a in measured(summary):
         for tag in [*b["per_tag"], "overall"]:
             x = b["overall"] if tag == "overall" else b["per_tag"][tag]
             y = a["overall"] if tag == "overall" else a["per_tag"].get(tag, float("nan"))
@@ -102,11 +99,12 @@ def write_report(run_path: Path, summary: dict, grids: list[tuple[str, str]], pr
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} figure{{display:inline-block;margin:4px}}</style>
 </head><body><h1>{html.escape(run_path.name)}</h1>
-<p>{summary.get('steps', 0)} steps, {summary.get('wall_s', 0):.0f} s wall. Oracle score: GenEval rules on the toy
-world's pixels (never seen by the policy).</p>
+<p>{summary.get('steps', 0)} steps, {summary.get('wall_s', 0):.0f} s wall. Scores: the {html.escape(
+    summary.get('benchmark', 'toyworld'))} benchmark's own evaluator (never seen by the policy); transfer rows: other
+benchmarks', each by its own evaluator.</p>
 <h2>Before / after</h2>{_table(summary)}
-<h2>Reward and oracle score per step</h2>{"<img src='curves.png'>" if metrics else "<p>no steps</p>"}
-<p>Per-step correlation of mean reward and oracle score: {reward_oracle_correlation(metrics):.2f}</p>
+<h2>Reward and evaluator score per step</h2>{"<img src='curves.png'>" if metrics else "<p>no steps</p>"}
+<p>Per-step correlation of mean reward and evaluator score: {reward_eval_correlation(metrics):.2f}</p>
 <h2>Fixed prompts over training</h2><p>Rows, top to bottom:</p><ol>{rows}</ol>{figures}
 </body></html>"""
     out = run_path / "report.html"
@@ -114,14 +112,24 @@ world's pixels (never seen by the policy).</p>
     return out
 
 
-def before_after_table(summary: dict) -> str:
-    """The job's last words: per split and tag, the oracle's score before and after (text, a blank line first)."""
-    rows = [("test", summary["before"], summary["after"])]
+def measured(summary: dict) -> list[tuple[str, dict, dict]]:
+    """(label, before, after) of every set measured: the trained split, heldout, then each transfer benchmark."""
+    rows = [(summary.get("split", "test"), summary["before"], summary["after"])] if "before" in summary else []
     if "heldout_before" in summary:
         rows.append(("heldout", summary["heldout_before"], summary["heldout_after"]))
-    lines = ["", f"{'split':<9}{'tag':<15}{'before':>8}{'after':>8}"]
+    return rows + [(label, t["before"], t["after"]) for label, t in summary.get("transfer", {}).items()]
+
+
+def before_after_table(summary: dict) -> str:
+    """The job's last words: per split and tag, the evaluator's score before and after (text, a blank line first)."""
+    rows = measured(summary)
+    if not rows:
+        return "\n(no evaluation: eval.final=false)"
+    width = max(9, *(len(r[0]) + 2 for r in rows))
+    lines = ["", f"{'split':<{width}}{'tag':<15}{'before':>8}{'after':>8}"]
     for split, b, a in rows:
         for tag in b["per_tag"]:
-            lines.append(f"{split:<9}{tag:<15}{b['per_tag'][tag]:>8.3f}{a['per_tag'].get(tag, float('nan')):>8.3f}")
-        lines.append(f"{split:<9}{'overall':<15}{b['overall']:>8.3f}{a['overall']:>8.3f}")
+            lines.append(f"{split:<{width}}{tag:<15}{b['per_tag'][tag]:>8.3f}"
+                         f"{a['per_tag'].get(tag, float('nan')):>8.3f}")
+        lines.append(f"{split:<{width}}{'overall':<15}{b['overall']:>8.3f}{a['overall']:>8.3f}")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """The judges a reward server (rewards/server.py) serves, behind its wire format (items {"prompt", "image"} -> one
-float each): the toy world's oracle, and an external model's rubric judge (E-TTRL's judge outside the cluster)."""
+float each): a benchmark's own evaluator (the toy world's oracle by default), and an external model's rubric judge
+(E-TTRL's judge outside the cluster)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,21 @@ import numpy as np
 import torch
 
 from driver.cli import UserError
-from driver.inputs import load_adapter, load_prompts
+import benchmarks
+from driver.inputs import EvalSet, load_adapter, load_benchmark, load_prompts
+from driver.preflight import check_evaluation
 from rewards import wire
 from rewards.introspection import RubricBook
 from rewards.judges import RubricJudge, model_writer
 from rewards.server import RewardServer, is_loopback
-from toyworld.oracle import evaluate
-from toyworld.prompts import SPLITS, load_split
 
 
-def oracle_method(metadata: dict[str, dict]):
+def oracle_method(evaluator: benchmarks.Evaluator, metadata: dict[str, dict]):
     def judge(items: list) -> list[float]:
-        out = []
-        for item in items:
-            if not isinstance(item, dict) or item.get("prompt") not in metadata:
-                raise wire.WireError("each item needs a 'prompt' the server knows and an 'image'")
-            out.append(float(evaluate(wire.decode_image(item.get("image")), metadata[item["prompt"]]).correct))
-        return out
+        if not all(isinstance(item, dict) and item.get("prompt") in metadata for item in items):
+            raise wire.WireError("each item needs a 'prompt' the server knows and an 'image'")
+        images = [wire.decode_image(item.get("image")) for item in items]
+        return [s.score for s in evaluator.score(images, [metadata[item["prompt"]] for item in items])]
     return judge
 
 
@@ -51,14 +50,22 @@ def rubric_method(model_path: str, threads: int):
 
 
 def build_server(cfg) -> RewardServer:
-    """`oracle` on the built-in splits' prompts and `cfg.prompts`; `rubric` with `cfg.model`. Beyond loopback
-    only with a shared secret (read from the environment variable `cfg.secret_env`)."""
-    metas = [m for split in SPLITS for m in load_split(split)] + (load_prompts(cfg.prompts) if cfg.prompts else [])
+    """`oracle` (the benchmark's evaluator) on its splits' prompts and `cfg.prompts`; `rubric` with `cfg.model`.
+    Beyond loopback only with a shared secret (read from the environment variable `cfg.secret_env`)."""
+    bench = load_benchmark(cfg.benchmark)
+    metas = [m for split in bench.splits for m in bench.load(split)]
+    metas += load_prompts(cfg.benchmark, cfg.prompts) if cfg.prompts else []
+    if bench.evaluator is not None:
+        check_evaluation(cfg.eval, EvalSet(cfg.benchmark, cfg.benchmark, metas))
+    elif not cfg.model:
+        raise UserError(f"benchmark={cfg.benchmark} has no evaluator to serve as `oracle`: give model=<dir> to "
+                        f"serve the rubric judge")
     secret = os.environ.get(cfg.secret_env, "").encode() if cfg.secret_env else b""
     if not is_loopback(cfg.host) and not secret:
         raise UserError(f"host={cfg.host} is beyond loopback: set a shared secret in ${cfg.secret_env or '<secret_env>'}"
                         " (clients sign every request with it), or bind 127.0.0.1")
-    handlers = {"oracle": oracle_method({m["prompt"]: m for m in metas})}
+    handlers = {"oracle": oracle_method(bench.evaluator(cfg.eval), {m["prompt"]: m for m in metas})} \
+        if bench.evaluator else {}
     if cfg.model:
         handlers["rubric"] = rubric_method(cfg.model, cfg.threads)
     return RewardServer(handlers, cfg.host, cfg.port, secret or None, int(cfg.max_mb * 2**20),

@@ -16,7 +16,9 @@ import ray
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+import benchmarks
 from actors.job import MetaTTRLJob
+from benchmarks import results
 from actors.placement import PlacementError
 from driver.cli import UserError
 from driver.cluster import connect, cpus_needed
@@ -25,7 +27,8 @@ from driver.pipeline import InFlight, Pipeline
 from driver.progress import (Progress, PromptStream, check_holders, checkpoint_to_resume, converged,
                              step_record)
 from driver.recovery import Recovery, RedoStep
-from driver.report import read_metrics, reward_oracle_correlation, write_report
+from driver.inputs import JobPrompts
+from driver.report import read_metrics, reward_eval_correlation, write_report
 from driver.rundir import RunDir
 from driver.tracking import Tracker
 from learners import checkpoint
@@ -33,15 +36,16 @@ from rollout.health import Guard
 
 
 class Session:
-    def __init__(self, cfg, metas: list[dict], heldout: list[dict]):
+    def __init__(self, cfg, prompts: JobPrompts):
         """Run directory, cluster, actors, resume (when asked), tracker; every verb below acts on them."""
-        self.cfg, self.metas, self.heldout = cfg, metas, heldout
+        self.cfg, self.prompts = cfg, prompts
+        metas = prompts.train.records
         self.run = RunDir.create(cfg.run)
         resume_from = checkpoint_to_resume(cfg.run, self.run.path)
         self.run.save_config(cfg)
         connect(cfg.run.ray_address, cpus_needed(cfg))
         try:
-            self.job = MetaTTRLJob(cfg, {m["prompt"]: m for m in metas + heldout})
+            self.job = MetaTTRLJob(cfg, prompts.metadata(), evaluated=evaluated_benchmarks(cfg, prompts))
         except PlacementError as e:
             self.run.close()
             raise UserError(str(e)) from None
@@ -79,10 +83,10 @@ class Session:
 
     # ---- the loop's verbs ----------------------------------------------------------------------------------
     def measure_before(self) -> None:
-        """The oracle's score before training, the first grid and a step-0 checkpoint (what a learner that dies
+        """The benchmark's table before training (eval.final), the first grid and a step-0 checkpoint (what a learner that dies
         before the first periodic checkpoint rolls back to); a resumed run has them already."""
         if self.progress.before is None:
-            self.progress.before = self.evaluate_splits()
+            self.progress.before = self.evaluate_splits("before")
             self.grids.draw("before training")
             self.save_checkpoint()
         self.bar = tqdm(total=self.cfg.trainer.steps, initial=self.progress.step, desc="meta-ttrl")
@@ -119,7 +123,7 @@ class Session:
         """The step's metrics line (tracker), the health guard (NaN rewards, flat groups, blank images, fallback
         rubrics: the run stops if too many), the convergence test."""
         p = self.progress
-        rec = step_record(p.step, ray.get(flight.judgements), ray.get(flight.oracle), stats, p.rubric)
+        rec = step_record(p.step, ray.get(flight.judgements), ray.get(flight.evaluated), stats, p.rubric)
         self.tracker.log(rec | {"restarts": dict(self.recovery.restarts), "step_s": time.time() - self.t_step})
         self.guard.check(rec["health"])
         p.rewards_seen.append(rec["reward_mean"])
@@ -149,26 +153,35 @@ class Session:
         self.pipeline.drop(rewind=False)
 
     def measure_after(self) -> dict:
-        """The trained policy saved loadable by plain transformers (save_pretrained), the last grid, the oracle's
-        score after; summary.json and report.html. Returns the summary."""
+        """The trained policy saved loadable by plain transformers (save_pretrained), the last grid, the benchmark's
+        table after (and its results files); summary.json and report.html. Returns the summary."""
         self.bar.close()
         self.job.save_policy(str(self.run.path / "final"))
         self.grids.draw("after training")
-        before, after = self.progress.before, self.evaluate_splits()
-        summary = {"before": before["test"], "after": after["test"], "steps": len(self.progress.rewards_seen),
-                   "wall_s": self.progress.wall_s + time.time() - self.t0}
-        if "heldout" in before:
-            summary |= {"heldout_before": before["heldout"], "heldout_after": after["heldout"]}
-        corr = reward_oracle_correlation(read_metrics(self.run.path / "metrics.jsonl"))
-        summary["reward_oracle_correlation"] = None if math.isnan(corr) else corr  # strict JSON has no NaN
+        before, after = self.progress.before, self.evaluate_splits("after")
+        summary = {"benchmark": self.cfg.data.benchmark, "split": self.prompts.train.label,
+                   "steps": len(self.progress.rewards_seen), "wall_s": self.progress.wall_s + time.time() - self.t0}
+        summary |= summary_tables(self.prompts, before, after)
+        corr = reward_eval_correlation(read_metrics(self.run.path / "metrics.jsonl"))
+        summary["reward_eval_correlation"] = None if math.isnan(corr) else corr  # strict JSON has no NaN
         self.tracker.summary(summary)
         write_report(self.run.path, summary, self.grids.drawn, self.grids.prompts)
         return summary
 
     # ---- helpers ---------------------------------------------------------------------------------------------
-    def evaluate_splits(self) -> dict:
-        heldout = {"heldout": self.job.evaluate(self.heldout)} if self.heldout else {}
-        return {"test": self.job.evaluate(self.metas), **heldout}
+    def evaluate_splits(self, phase: str = "before") -> dict:
+        """Label -> table of every measured set (none when eval.final=false); each set's results files are
+        written under eval/<phase>/<label>/ in the run directory."""
+        if not self.cfg.eval.final:
+            return {}
+        tables = {}
+        for measured in self.prompts.measured():
+            bench = benchmarks.get(measured.benchmark)
+            records, scored = self.job.evaluate(measured.records, measured.benchmark)
+            folder = self.run.path / "eval" / phase / measured.key.replace(":", "_").replace("/", "_")
+            results.write(bench, folder, records, scored, self.cfg.data.eval_samples)
+            tables[measured.key] = results.table(bench, records, scored)
+        return tables
 
     def save_checkpoint(self) -> None:
         p = self.progress
@@ -193,3 +206,21 @@ class Session:
               f"{f'; newer checkpoints moved to {aside[0].parent}' if aside else ''})", flush=True)
         return progress
 
+
+
+def evaluated_benchmarks(cfg, prompts: JobPrompts) -> tuple[str, ...]:
+    """The benchmarks whose evaluators the job needs (its own when eval.every or eval.final; transfer ones)."""
+    own = (cfg.data.benchmark,) if cfg.eval.every or cfg.eval.final else ()
+    return tuple(dict.fromkeys(own + (tuple(t.benchmark for t in prompts.transfer) if cfg.eval.final else ())))
+
+
+def summary_tables(prompts: JobPrompts, before: dict, after: dict) -> dict:
+    """summary.json's tables: before/after on the trained split, heldout_before/_after, transfer[label]."""
+    if not before:
+        return {}
+    out = {"before": before["test"], "after": after["test"]}
+    if prompts.heldout:
+        out |= {"heldout_before": before["heldout"], "heldout_after": after["heldout"]}
+    if prompts.transfer:
+        out["transfer"] = {t.key: {"before": before[t.key], "after": after[t.key]} for t in prompts.transfer}
+    return out

@@ -11,7 +11,7 @@ from driver.cli import UserError
 from driver.rundir import RunDir
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")  # wandb's own mode names
-GAUGES = ("reward_mean", "oracle", "kl", "clip_fraction", "staleness_max", "stale_dropped", "step_s", "sync_s",
+GAUGES = ("reward_mean", "eval", "kl", "clip_fraction", "staleness_max", "stale_dropped", "step_s", "sync_s",
           "version")
 
 

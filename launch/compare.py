@@ -90,8 +90,10 @@ def compare(argv: list[str]) -> dict:
     own, overrides = split_args(argv)
     out, steps = Path(own["out"]), int(own["steps"])
     cfg = parse_config(MetaTTRLConfig, overrides + [f"trainer.steps={steps}"], "")
-    if cfg.data.split != "test" or cfg.data.heldout != "heldout":
-        raise UserError("compare runs on the built-in test and heldout splits; leave data.split / data.heldout")
+    if cfg.data.benchmark != "toyworld" or cfg.data.split not in ("", "test") or cfg.data.heldout not in ("auto",
+                                                                                                       "heldout"):
+        raise UserError("compare runs on the toy world's test and heldout splits; leave data.benchmark, data.split "
+                        "and data.heldout")
     job = overrides + [f"trainer.steps={steps}", "trainer.converge_window=0"]
     skipped = {m: f"needs {arg}=<dir>" for m, arg in NEEDS.items() if not own[arg]}
     budget = steps * cfg.data.prompts_per_step * cfg.rollout.group_size
@@ -99,7 +101,7 @@ def compare(argv: list[str]) -> dict:
                                                "methods": {}}
     rows, table["not_run"] = table["methods"], skipped
     connect(cfg.run.ray_address, cpus_needed(cfg))  # one cluster for every method, sized for the trained ones
-    n_prompts = len(load_prompts("test"))
+    n_prompts = len(load_prompts("toyworld", "test"))
     n = max(2, round(budget / n_prompts))
     # the baselines without training first (minutes each), then the trained methods (the longest runs)
     if "best_of_n" not in rows:

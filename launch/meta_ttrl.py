@@ -25,7 +25,7 @@ from launch.configs.meta_ttrl import MetaTTRLConfig
 
 def meta_ttrl(s: Session) -> dict:
     """Algorithm 1: repeat {rubric -> sample G -> score -> GRPO update -> sync} until T steps or the reward has
-    converged; the oracle measures the policy before and after (never the policy's reward). In async mode the next
+    converged; the benchmark's evaluator measures the policy before and after (never the policy's reward). In async mode the next
     `max_staleness` steps' rollouts and scoring are already in flight during an update."""
     s.measure_before()
     while True:
@@ -53,8 +53,8 @@ def load_config(argv: list[str]):
 
 def main(argv: list[str]) -> None:
     cfg = load_config(argv)  # every section checks itself, then the rules across sections
-    metas, heldout = job_prompts(cfg, check_job(cfg))  # the model, judge, extras and prompts, before a cluster
-    with Session(cfg, metas, heldout) as session:  # run directory, cluster, actors, resume
+    prompts = job_prompts(cfg, check_job(cfg))  # the model, judge, extras, prompts and evaluators, before a cluster
+    with Session(cfg, prompts) as session:  # run directory, cluster, actors, resume
         summary = meta_ttrl(session)
     print(before_after_table(summary))
     path = session.run.path.resolve()

@@ -5,9 +5,9 @@
 
     python launch/reward_server.py model=/models/janus-pro-7b        # also an external model's rubric judge
 
-Methods (items {"prompt": str, "image": {"shape", "data"}}, one float back per item): `oracle`, the toy world's
-evaluator: 1.0 if the image is correct for the prompt, else 0.0 (prompts of the built-in splits or of
-`prompts=<file.jsonl>`); with `model=<dir>`, `rubric`: that model writes each prompt's rubric (cached) and
+Methods (items {"prompt": str, "image": {"shape", "data"}}, one float back per item): `oracle`, the evaluator of
+`benchmark` (default: the toy world's pixel oracle, 1.0 if the image is correct for the prompt, else 0.0; others
+need their eval.* model directories) on the prompts of its splits or of `prompts=<file in its format>`; with `model=<dir>`, `rubric`: that model writes each prompt's rubric (cached) and
 answers it, Eq. 5-6 (E-TTRL's judge outside the cluster: the job's `reward.judge=server`). The
 secret is read from the environment variable named by `secret_env` (never from the command line, where `ps`
 would show it).

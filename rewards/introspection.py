@@ -46,10 +46,11 @@ Writer = Callable[[list[str], int], list[str]]
 class RubricBook:
     """Rubrics per prompt, written once (the introspector is frozen) and cached."""
 
-    def __init__(self, writer: Writer | None, retries: int = 1, metadata: dict[str, dict] | None = None):
+    def __init__(self, writer: Writer | None, retries: int = 1, metadata: dict[str, dict] | None = None,
+                 style: str = "toy"):
         if writer is None and metadata is None:
             raise ValueError("a rubric book needs a writer (source=introspector) or metadata (source=metadata)")
-        self.writer, self.retries, self.metadata = writer, retries, metadata
+        self.writer, self.retries, self.metadata, self.style = writer, retries, metadata, style  # style: metadata's
         self.cache: dict[str, list[RubricItem]] = {}
         self.counts = Counter()  # written, retried, repaired (duplicates dropped), fallback
 
@@ -64,7 +65,7 @@ class RubricBook:
             unknown = [p for p in prompts if p not in self.metadata]
             if unknown:
                 raise KeyError(f"rubric.source=metadata but no metadata for prompt {unknown[0]!r}")
-            return {p: rubric_from_metadata(self.metadata[p]) for p in prompts}
+            return {p: rubric_from_metadata(self.metadata[p], self.style) for p in prompts}
         done, todo = {}, prompts
         for attempt in range(self.retries + 1):
             if not todo:
@@ -95,8 +96,9 @@ class RubricBook:
         self.counts = Counter(state["counts"])
 
 
-# rubric.source: who writes the rubrics -> (model writer, retries, metadata) -> RubricBook
+# rubric.source: who writes the rubrics -> (model writer, retries, metadata, style) -> RubricBook; style is the
+# benchmark's (rewards/rubric.py: "toy" for the toy model, "english" for a real VLM)
 RUBRIC_SOURCES = {
-    "introspector": lambda writer, retries, metadata: RubricBook(writer, retries),  # the frozen model (Meta-TTRL)
-    "metadata": lambda writer, retries, metadata: RubricBook(None, retries, metadata),  # built from GenEval metadata
+    "introspector": lambda writer, retries, metadata, style: RubricBook(writer, retries),  # the frozen model
+    "metadata": lambda writer, retries, metadata, style: RubricBook(None, retries, metadata, style),  # GenEval metadata
 }

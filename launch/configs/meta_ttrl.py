@@ -19,6 +19,7 @@ import torch
 
 from actors.placement import STRATEGIES as PLACEMENT_STRATEGIES
 from actors.weight_sync import BACKENDS as SYNC_BACKENDS
+from benchmarks import BENCHMARKS
 from driver.cli import UserError
 from driver.tracking import WANDB_MODES
 from launch.configs.checks import above, at_least, fraction, one_of
@@ -55,14 +56,45 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    split: str = "test"  # where test-time RL runs: a built-in split or a GenEval-format .jsonl
-    heldout: Optional[str] = "heldout"  # measured before and after, never trained on (`data.heldout=` to skip)
+    # the prompts' benchmark (benchmarks/registry.py): toyworld | geneval | t2i_compbench | geneval_plus_plus |
+    # dpg_bench | prompts (a plain text file, one prompt a line: no metadata, no evaluator)
+    benchmark: str = "toyworld"
+    split: str = ""  # where test-time RL runs: one of the benchmark's splits or a file in its format ("": default)
+    # measured before and after, never trained on: a split of the same benchmark; auto = the benchmark's own
+    # heldout split (the toy world's `heldout`; real benchmarks have none); "" = none
+    heldout: Optional[str] = "auto"
+    # other benchmarks measured before and after (cross-benchmark transfer): "benchmark" or "benchmark:split"
+    transfer: list[str] = field(default_factory=list)
     prompts_per_step: int = 8
     eval_samples: int = 8  # images per prompt in the before/after evaluation (some tags have only 3 prompts)
     eval_max_prompts: int = 0  # 0 = every prompt
 
     def __post_init__(self):
+        one_of("data.benchmark", self.benchmark, BENCHMARKS)
+        for spec in self.transfer:
+            one_of("data.transfer", spec.partition(":")[0], BENCHMARKS)
         at_least("data", self, prompts_per_step=1, eval_samples=1, eval_max_prompts=(0, "0: every prompt"))
+
+
+@dataclass
+class EvalConfig:
+    """The benchmark's evaluator (benchmarks/): metrics only, the reward never sees it."""
+    every: int = 1  # the per-step `eval` metric on the step's rollouts every this many steps (0: off)
+    final: bool = True  # the benchmark's table before and after training (and on heldout / transfer)
+    # local model directories (transformers layout; nothing is downloaded): GenEval: detector (Mask2Former or
+    # OWLv2) + clip; T2I-CompBench: vqa (BLIP-VQA) for color/shape/texture, detector for spatial/numeracy, clip for
+    # non_spatial; GenEval++ and DPG-Bench: vlm (Qwen2.5-VL) and, for DPG-Bench, dpg_questions (its question csv)
+    detector: str = ""
+    clip: str = ""
+    vqa: str = ""
+    vlm: str = ""
+    dpg_questions: str = ""
+    device: str = "auto"  # auto: the GPU Ray gave the evaluator actor, else the CPU
+    actors: int = 1  # evaluator actors per model-based benchmark
+    batch_prompts: int = 16  # prompts whose images one evaluator call scores in the before/after evaluation
+
+    def __post_init__(self):
+        at_least("eval", self, every=(0, "0: off"), actors=1, batch_prompts=1)
 
 
 @dataclass
@@ -158,11 +190,12 @@ class ResourcesConfig:
     rollout: PlacementConfig = field(default_factory=PlacementConfig)
     introspector: PlacementConfig = field(default_factory=PlacementConfig)
     learner: PlacementConfig = field(default_factory=PlacementConfig)
+    evaluator: PlacementConfig = field(default_factory=PlacementConfig)  # a model-based benchmark evaluator's
     strategy: str = "PACK"  # Ray placement strategy for every role's group
 
     def __post_init__(self):
         one_of("resources.strategy", self.strategy, PLACEMENT_STRATEGIES)
-        for role in ("rollout", "introspector", "learner"):
+        for role in ("rollout", "introspector", "learner", "evaluator"):
             at_least(f"resources.{role}", getattr(self, role), num_cpus=0.0, num_gpus=0.0)
 
 
@@ -254,6 +287,7 @@ class RunConfig:
 class MetaTTRLConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rubric: RubricConfig = field(default_factory=RubricConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
