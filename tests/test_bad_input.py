@@ -21,6 +21,7 @@ GOOD = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "r
 def files(tmp: Path) -> dict[str, str]:
     """Bad inputs on disk, by name."""
     (tmp / "empty.jsonl").write_text("\n\n")
+    (tmp / "plain.txt").write_text("a photo of a red circle\n")
     (tmp / "bad.jsonl").write_text(json.dumps(GOOD) + "\n{oops\n")
     (tmp / "long.jsonl").write_text(json.dumps({**GOOD, "prompt": "a photo of a red circle " * 120}) + "\n")
     (tmp / "alien.jsonl").write_text(json.dumps({**GOOD, "include": [{"class": "dog", "count": 1}]}) + "\n")
@@ -39,8 +40,8 @@ ROWS = [  # (overrides, message)
     (["model.path={broken}"], "could not be loaded (ValueError: {broken}/model.safetensors is not a readable "
                               "safetensors file"),
     (["model.dtype=int8"], "unknown model dtype 'int8'; valid: auto, float32, bfloat16, float16"),
-    (["data.split=/nope.jsonl"], "split '/nope.jsonl' is neither a built-in split (train, test, heldout) nor a file"),
-    (["data.split={tmp}/empty.jsonl"], "empty.jsonl' has no prompts"),
+    (["data.split=/nope.jsonl"], "toyworld: split '/nope.jsonl' is neither one of its splits (train, test, heldout) nor a file"),
+    (["data.split={tmp}/empty.jsonl"], "empty.jsonl: no prompts"),
     (["data.split={tmp}/bad.jsonl"], "bad.jsonl: line 2 is not valid JSON"),
     (["data.split={tmp}/alien.jsonl"], "alien.jsonl: line 1: clause {'class': 'dog', 'count': 1} names a class"),
     (["data.split={tmp}/long.jsonl"], "needs 841 sequence positions, the model has 512: shorten it"),
@@ -83,6 +84,24 @@ ROWS = [  # (overrides, message)
     (["reward.vllm_gpu_memory=0"], "reward.vllm_gpu_memory is a fraction in (0, 1], got 0.0"),
     (["data.prompts_per_step=3", "trainer.learners=5"], "prompts_per_step x group_size must divide evenly over "
                                                         "trainer.learners"),
+    # benchmarks (benchmarks/registry.py) and their evaluators
+    (["data.benchmark=nope"], "data.benchmark 'nope' is not one of: toyworld, geneval, t2i_compbench"),
+    (["data.benchmark=t2i_compbench", "data.split=colour_val"], "t2i_compbench: split 'colour_val' is neither one "
+                                                                 "of its splits (3d_spatial, "),
+    (["data.benchmark=geneval"], "the geneval evaluator needs eval.detector=<dir> eval.clip=<dir> (or set "
+                                 "eval.every=0 eval.final=false to train without measuring)"),
+    (["data.benchmark=geneval", "eval.detector={tmp}", "eval.clip={tmp}"], "eval.detector '{tmp}': no config.json"),
+    (["data.benchmark=geneval", "eval.detector={broken}", "eval.clip={broken}"], "the detector must be one of: "
+                                                                                 "mask2former, owlv2"),
+    (["data.benchmark=prompts", "data.split={tmp}/plain.txt"], "benchmark prompts cannot evaluate images (a plain "
+                                                               "prompt list carries nothing to check images"),
+    (["data.benchmark=prompts", "data.split={tmp}/plain.txt", "eval.every=0", "eval.final=false",
+      "rubric.source=metadata"], "rubric.source=metadata builds rubrics from GenEval-format metadata"),
+    (["data.benchmark=dpg_bench", "eval.vlm={tmp}"], "the dpg_bench evaluator needs eval.dpg_questions=<csv>"),
+    (["data.benchmark=t2i_compbench", "data.split=3d_spatial_val"], "3d_spatial needs a monocular depth model"),
+    (["data.transfer=[nope]"], "data.transfer 'nope' is not one of"),
+    (["data.transfer=[geneval]", "eval.final=false"], "data.transfer benchmarks are measured before and after "
+                                                      "training: it needs eval.final=true"),
 ]
 
 
@@ -98,7 +117,9 @@ def test_bad_input_is_one_clear_line(overrides, message, tmp_path, monkeypatch):
         argv.append(f"run.dir={tmp_path / 'run'}")
     with pytest.raises(UserError) as e:
         meta_ttrl.main(argv)
-    assert message.replace("{broken}", paths["broken"]) in str(e.value) and "\n" not in str(e.value)
+    for name, path in paths.items():  # not str.format: messages quote dicts
+        message = message.replace("{" + name + "}", path)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_milr_settings_are_checked_in_one_line():
@@ -125,7 +146,7 @@ def test_the_job_script_prints_the_line_without_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "launch/meta_ttrl.py", "data.split=/nope.jsonl", f"run.dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: split '/nope.jsonl' is neither")
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: toyworld: split '/nope.jsonl' is neither")
 
 
 def test_a_submitted_job_needs_an_absolute_run_root(monkeypatch):

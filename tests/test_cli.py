@@ -23,8 +23,12 @@ def run_main(argv, capsys):
     (["trainer.steps=3"], "unknown config key 'trainer'"),
     (["samples_per_prompt=many"], "bad config value"),
     (["split"], "is not key=value"),
-    (["checkpoint=/no/such/dir"], "checkpoint '/no/such/dir' not found"),
-    (["split=nonsense"], "neither a built-in split (train, test, heldout) nor a file"),
+    (["model.path=/no/such/dir"], "checkpoint '/no/such/dir' not found"),
+    (["model.dtype=fp8"], "model.dtype 'fp8' is not one of: auto, "),
+    (["split=nonsense"], "toyworld: split 'nonsense' is neither one of its splits (train, test, heldout) nor a file"),
+    (["benchmark=nope"], "benchmark 'nope' is not one of: toyworld, geneval, t2i_compbench"),
+    (["benchmark=geneval"], "the geneval evaluator needs eval.detector=<dir> eval.clip=<dir>"),
+    (["benchmark=prompts", "split=README.md"], "benchmark prompts cannot evaluate images (a plain prompt list"),
     (["samples_per_prompt=0"], "samples_per_prompt must be >= 1"),
 ])
 def test_user_errors_are_one_line(argv, needle, capsys):
@@ -34,13 +38,13 @@ def test_user_errors_are_one_line(argv, needle, capsys):
 
 def test_unknown_key_names_the_valid_ones(capsys):
     _, lines = run_main(["sample=3"], capsys)
-    assert "valid keys: checkpoint, split, samples_per_prompt" in lines[0]
+    assert "valid keys: benchmark, split, model.path, model.dtype, eval.every" in lines[0]
 
 
 def test_prompt_file_errors(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    assert "has no prompts" in run_main([f"split={empty}"], capsys)[1][0]
+    assert "empty.jsonl: no prompts" in run_main([f"split={empty}"], capsys)[1][0]
     bad = tmp_path / "bad.jsonl"
     good = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": "a photo of a red circle"}
     bad.write_text(json.dumps(good) + "\n{oops\n")
@@ -55,7 +59,7 @@ def test_help_lists_every_key(capsys):
         evaluate.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for key in ("checkpoint", "split", "samples_per_prompt", "guidance", "max_prompts", "seed"):
+    for key in ("benchmark", "split", "model.path", "eval.detector", "samples_per_prompt", "guidance", "max_prompts", "seed"):
         assert f"  {key} (" in out
 
 

@@ -122,8 +122,8 @@ def test_grid_places_prompts_in_rows_and_report_survives_a_torn_metrics_line(tmp
     grid = np.array(Image.open(tmp_path / "grids" / "g.png"))
     assert grid.shape == (2 * 2 * 10, 2 * 3 * 10, 3)  # 2 rows x 3 columns of (8 + 2 gutter) px, upscaled x2
     assert grid[0, 0, 0] == 0 and grid[20, 0, 0] == 200
-    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "reward_mean": 0.2, "oracle": 0.1}\n{"step": 1, "rew')
-    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 0, "reward_mean": 0.2, "oracle": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "reward_mean": 0.2, "eval": 0.1}\n{"step": 1, "rew')
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 0, "reward_mean": 0.2, "eval": 0.1}]
     table = {"overall": 0.25, "per_tag": {"colors": 0.25}}
     page = write_report(tmp_path, {"before": table, "after": {"overall": 0.5, "per_tag": {"colors": 0.5}},
                                    "steps": 1, "wall_s": 3.0}, [("before", "grids/g.png")], ["a", "b"]).read_text()
@@ -136,11 +136,11 @@ def test_grid_prompts_take_one_prompt_per_tag_first():
     assert grid_prompts(metas, 2) == ["a1", "b1"] and grid_prompts(metas, 5) == ["a1", "b1", "a2"]
 
 
-def test_moving_average_and_reward_oracle_correlation_by_hand():
+def test_moving_average_and_reward_eval_correlation_by_hand():
     import numpy as np
 
-    from driver.report import moving_average, reward_oracle_correlation
+    from driver.report import moving_average, reward_eval_correlation
     assert np.allclose(moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
-    rows = [{"reward_mean": r, "oracle": o} for r, o in ((0.1, 0.2), (0.2, 0.4), (0.3, 0.6))]
-    assert reward_oracle_correlation(rows) == pytest.approx(1.0)
-    assert np.isnan(reward_oracle_correlation(rows[:2]))
+    rows = [{"reward_mean": r, "eval": o} for r, o in ((0.1, 0.2), (0.2, 0.4), (0.3, 0.6))]
+    assert reward_eval_correlation(rows) == pytest.approx(1.0)
+    assert np.isnan(reward_eval_correlation(rows[:2]))

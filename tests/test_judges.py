@@ -34,11 +34,12 @@ def toy_batch():
 def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
     from rewards.introspection import RubricBook
     from rewards.judges import GvUJudge, OracleJudge, SRUMJudge, model_writer
-    from actors.introspector import toy_oracle
+    from benchmarks import oracle
     from rewards.regions import isolate, segment
     from toyworld.oracle import evaluate
 
     adapter, metadata, batch = toy_batch
+    toy_oracle = oracle("toyworld", None)
     by_gvu, by_oracle = GvUJudge(adapter)(batch), OracleJudge(metadata, toy_oracle)(batch)
     assert by_gvu.rewards.shape == (4,) and ((by_gvu.rewards > 0) & (by_gvu.rewards < 1)).all()
     expected = [float(evaluate(img, metadata[p]).correct) for img, p in zip(batch.images, batch.prompts)]

@@ -1,5 +1,5 @@
-"""Imports run one way (README, "Architecture"): launch -> driver -> actors -> toyworld -> learners -> rewards ->
-rollout -> models, no file imports itself through others, entry points share code only through the driver, and
+"""Imports run one way (README, "Architecture"): launch -> driver -> actors -> benchmarks -> toyworld -> learners ->
+rewards -> rollout -> models, no file imports itself through others, entry points share code only through the driver, and
 nothing of the product imports the tests. Read from the sources (every import, also those inside functions)."""
 import ast
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # bottom first: a package may import itself and the packages before it, never one after it
-LAYERS = ["models", "rollout", "rewards", "learners", "toyworld", "actors", "driver", "launch"]
+LAYERS = ["models", "rollout", "rewards", "learners", "toyworld", "benchmarks", "actors", "driver", "launch"]
 ENTRY_POINT_API = {"main", "run"}  # what an entry point may take from another: its command, not its internals
 
 
@@ -90,3 +90,9 @@ def test_modules_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long_functions.append(f"{m}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert not long_functions, long_functions
+
+
+def test_only_the_toy_world_and_its_benchmark_import_the_toy_oracle():
+    """Everything else measures images through the benchmark interface (benchmarks/), whatever the benchmark."""
+    users = sorted(m for m, edges in GRAPH.items() for target, _ in edges if target == "toyworld.oracle")
+    assert users and all(m.startswith("toyworld.") or m == "benchmarks.toyworld" for m in users), users

@@ -37,7 +37,7 @@ def test_the_main_job_runs_end_to_end_async_and_writes_its_run_directory(ray_loc
     assert [m["step"] for m in lines] == [0, 1, 2] and [m["version"] for m in lines] == [1, 2, 3]
     # the rollout of step t+1 overlapped the update of step t: one version behind, within max_staleness=1
     assert [m["staleness_max"] for m in lines] == [0, 1, 1] and lines[-1]["stale_dropped"] == 0
-    assert all(0 <= m["reward_mean"] <= 1 and 0 <= m["oracle"] <= 1 and m["sync_s"] >= 0 for m in lines)
+    assert all(0 <= m["reward_mean"] <= 1 and 0 <= m["eval"] <= 1 and m["sync_s"] >= 0 for m in lines)
     assert lines[-1]["rubric"]["written"] >= 2
     assert all(m["health"]["samples"] == 4 and m["health"]["groups"] == 2 for m in lines)  # counted every step
     grids = sorted(p.name for p in (tmp_path / "grids").iterdir())

@@ -28,7 +28,7 @@ def test_grpo_with_the_gvu_and_the_oracle_judge(ray_local, tmp_path, judge):
     summary, metrics = run_job(tmp_path, [f"reward.judge={judge}"])
     assert not any(metrics[0]["rubric"].values())  # no rubric was written
     if judge == "oracle":  # the reward is the oracle's verdict itself
-        assert metrics[0]["reward_mean"] == pytest.approx(metrics[0]["oracle"])
+        assert metrics[0]["reward_mean"] == pytest.approx(metrics[0]["eval"])
     else:
         assert 0 < metrics[0]["reward_mean"] < 1
 

@@ -86,7 +86,7 @@ def main(arm, steps):
             print(split, generation_score(a, metas[:: max(1, len(metas) // 40)], seed=0))
         for p in PROMPTS:
             out = a.sample([p], 16, 3.0, 1.0, a.generator(0))
-            seen = collections.Counter(" + ".join(sorted(f"{d.color} {d.shape}" for d in detect(im))) or "nothing"
+            seen = collections.Counter(" + ".join(sorted(f"{d.color} {d.label}" for d in detect(im))) or "nothing"
                                        for im in out.images)
             print(p, seen.most_common(4))
 
