@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import ray
+from tqdm import tqdm
 from omegaconf import OmegaConf
 from ray.util.placement_group import remove_placement_group
 
@@ -193,7 +194,10 @@ class MetaTTRLJob:
             expanded = [m for m in part for _ in range(d.eval_samples)]
             records += expanded
             refs.append(self.evaluators.score(benchmark, images, expanded))
-        return records, [s for scored in ray.get(refs) for s in scored]
+        scored = []
+        for ref in tqdm(refs, desc=f"evaluate {benchmark}", unit="batch", leave=False):  # in order: deterministic
+            scored += ray.get(ref)
+        return records, scored
 
     def grid(self, prompts: list[str], per_prompt: int):
         r = self.cfg.rollout
