@@ -42,7 +42,7 @@ class IntrospectorActor(Checkpointed):
         self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, rubric_cfg.retries, metadata, bench.rubric_style)
         # reward.judge=oracle rewards the benchmark's own evaluator (RL leakage: an upper bound); built on first use
         self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {},
-                                                  benchmarks.oracle(benchmark, eval_cfg)))
+                                                  benchmarks.oracle(benchmark, eval_cfg), self.gen))
 
     def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:
         return self.book.get(prompts)

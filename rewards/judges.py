@@ -9,6 +9,9 @@ rollout batch to rewards, per-sample fallback flags and, for SRUM, dense reward 
 - gvu: the prompt's likelihood as a caption of the image (rewards/scoring.gvu_rewards).
 - oracle: the benchmark's own evaluator, given by the caller (RL leakage: an upper bound, not test-time legal).
 - server: whatever a reward server (rewards/server.py) serves, e.g. an external model's rubric judge.
+- random, shuffled: reward controls. random draws each reward uniform in [0, 1), blind to image and prompt;
+  shuffled hands each group the rubric rewards another group earned (rewards/scoring.groups_swapped). Meta-TTRL
+  minus a control, at equal budget, is what the judge's reading of the images adds over GRPO's sharpening alone.
 
 `JUDGES` is the registry (`reward.judge`): each kind's builder and the adapter capabilities it needs
 (models/adapter.Capabilities) of the model that judges and of the policy, which the driver checks before a
@@ -26,7 +29,7 @@ import torch
 from rewards.introspection import RubricBook, Writer, fallback_rubric
 from rewards.regions import isolate, segment
 from rewards.rubric import SCHEMA_INSTRUCTION
-from rewards.scoring import gvu_rewards, question_scores, rubric_rewards
+from rewards.scoring import groups_swapped, gvu_rewards, question_scores, rubric_rewards
 from rewards.srum import region_scores, reward_map, to_score
 
 
@@ -125,6 +128,29 @@ class OracleJudge:
         return Scored(torch.tensor(verdicts, dtype=torch.float32), [False] * len(batch.prompts))
 
 
+class RandomJudge:
+    """Control: a reward uniform in [0, 1) per sample from the introspector's seeded generator, never looking at the
+    batch beyond its size (same seed, same rewards, whatever the images)."""
+
+    def __init__(self, generator: torch.Generator):
+        self.gen = generator
+
+    def __call__(self, batch) -> Scored:
+        n = len(batch.prompts)
+        return Scored(torch.rand(n, generator=self.gen, device=self.gen.device).cpu(), [False] * n)
+
+
+class ShuffledJudge:
+    """Control: `inner`'s rewards (the rubric judge), each group's handed to another group of the batch."""
+
+    def __init__(self, inner: RubricJudge, generator: torch.Generator):
+        self.inner, self.gen = inner, generator
+
+    def __call__(self, batch) -> Scored:
+        scored = self.inner(batch)
+        return Scored(groups_swapped(scored.rewards, batch.group_size, self.gen), scored.fallback)
+
+
 class ServerJudge:
     """Rewards from a reward server's `method`: items {"prompt", "image"} -> one float each."""
 
@@ -151,6 +177,7 @@ class JudgeContext:
     token_grid: tuple[int, int] | None
     metadata: dict
     evaluate: Callable[[np.ndarray, dict], bool] | None = None
+    generator: torch.Generator | None = None  # the controls' randomness (checkpointed with the introspector)
 
 
 def _vqa_rubric(c: JudgeContext):
@@ -182,6 +209,9 @@ JUDGES: dict[str, JudgeKind] = {
     "gvu": JudgeKind(lambda c: GvUJudge(c.model), judge_needs=("prompt_likelihood",)),
     "oracle": JudgeKind(lambda c: OracleJudge(c.metadata, c.evaluate)),
     "server": JudgeKind(_server),
+    "random": JudgeKind(lambda c: RandomJudge(c.generator)),
+    "shuffled": JudgeKind(lambda c: ShuffledJudge(RubricJudge(c.book, c.model), c.generator),
+                          judge_needs=("understanding",)),
 }
 
 

@@ -39,3 +39,21 @@ def gvu_rewards(token_logprobs: list[torch.Tensor]) -> torch.Tensor:
     if any(lp.numel() == 0 for lp in token_logprobs):
         raise ValueError("GvU needs at least one prompt token per image")
     return torch.stack([lp.float().mean().exp() for lp in token_logprobs])
+
+
+def groups_swapped(rewards: torch.Tensor, group_size: int, generator: torch.Generator) -> torch.Tensor:
+    """The `shuffled` control: every group's rewards handed to another group (a random cyclic derangement of the
+    batch's groups), in a random order inside the group. The batch's reward multiset and each group's spread (so
+    GRPO's advantage sizes) are the real judge's; only the link from an image to its score is cut. A batch of one
+    group has no other group: its rewards are permuted inside it."""
+    n_groups = rewards.numel() // group_size
+    if n_groups * group_size != rewards.numel():
+        raise ValueError(f"{rewards.numel()} rewards are not whole groups of {group_size}")
+    device = generator.device
+    order = torch.randperm(n_groups, generator=generator, device=device).cpu()
+    source = torch.empty_like(order)
+    source[order] = order.roll(-1)  # group order[k] gets the rewards of group order[k + 1]
+    inner = torch.stack([torch.randperm(group_size, generator=generator, device=device).cpu()
+                         for _ in range(n_groups)])
+    index = (source[:, None] * group_size + inner).flatten()
+    return rewards.flatten()[index]

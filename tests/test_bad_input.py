@@ -50,7 +50,7 @@ ROWS = [  # (overrides, message)
     (["guard.max_flat_groups=2"], "guard.max_flat_groups is a fraction in [0, 1], got 2.0"),
     (["run.wandb=off"], "run.wandb 'False' is not one of: auto, online, offline, disabled"),
     (["run.resume=auto"], "run.resume needs run.dir: the directory of the run to continue"),
-    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, oracle, server"),
+    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, oracle, server, random, shuffled"),
     (["trainer.algorithm=ppo"], "trainer.algorithm 'ppo' is not one of: grpo, srum"),
     (["trainer.algorithm=srum"], "trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum"),
     (["reward.model_path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),

@@ -71,6 +71,47 @@ def test_gvu_oracle_and_srum_judges_on_the_toy_model(toy_batch):
     assert with_regions >= 2  # the local scores were checked, not only the global fill
 
 
+def test_groups_swapped_by_hand():
+    from rewards.scoring import groups_swapped
+
+    rewards = torch.tensor([0.1, 0.2, 0.5, 0.6, 0.8, 0.9])  # three groups of two
+    out = groups_swapped(rewards, 2, torch.Generator().manual_seed(3))
+    assert sorted(out.tolist()) == sorted(rewards.tolist())  # the batch's multiset kept
+    groups = [set(rewards[2 * g: 2 * g + 2].tolist()) for g in range(3)]
+    given = [set(out[2 * g: 2 * g + 2].tolist()) for g in range(3)]
+    # each group received a whole other group's rewards: a derangement of the groups
+    assert sorted(map(sorted, given)) == sorted(map(sorted, groups))
+    assert all(given[g] != groups[g] for g in range(3))
+    one = groups_swapped(torch.tensor([0.3, 0.7]), 2, torch.Generator().manual_seed(0))  # one group: inside it
+    assert sorted(one.tolist()) == pytest.approx([0.3, 0.7])
+    with pytest.raises(ValueError, match="not whole groups"):
+        groups_swapped(torch.ones(5), 2, torch.Generator())
+
+
+def test_control_judges_ignore_the_images_and_keep_the_batchs_rewards(toy_batch):
+    """random: the same rewards for two batches of different images (same seed); shuffled: the rubric judge's
+    rewards of the batch, each group's handed to the other group, and no more tied to the image it scored."""
+    import dataclasses
+
+    import numpy as np
+
+    from rewards.introspection import RubricBook
+    from rewards.judges import RandomJudge, RubricJudge, ShuffledJudge, model_writer
+
+    adapter, _, batch = toy_batch
+    other = dataclasses.replace(batch, images=np.ascontiguousarray(batch.images[::-1]))  # other images, same prompts
+    assert not np.array_equal(other.images, batch.images)
+    a = RandomJudge(torch.Generator().manual_seed(7))(batch).rewards
+    b = RandomJudge(torch.Generator().manual_seed(7))(other).rewards
+    assert torch.equal(a, b) and a.shape == (4,) and ((a >= 0) & (a < 1)).all() and len(set(a.tolist())) == 4
+    book = RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0)))
+    real = RubricJudge(book, adapter)(batch).rewards
+    shuffled = ShuffledJudge(RubricJudge(book, adapter), torch.Generator().manual_seed(1))(batch).rewards
+    assert sorted(shuffled.tolist()) == pytest.approx(sorted(real.tolist()))
+    assert sorted(shuffled[:2].tolist()) == pytest.approx(sorted(real[2:].tolist()))  # group 0 got group 1's
+    assert sorted(shuffled[2:].tolist()) == pytest.approx(sorted(real[:2].tolist()))
+
+
 def test_server_judge_scores_through_the_reward_server(toy_batch):
     """E-TTRL behind the reward server: the served rubric judge (an external model; here the toy model) gives
     the same rewards as the same judge in-process."""

@@ -125,7 +125,8 @@ class RewardConfig:
     # rubric: Meta-TTRL (the judge model's own rubric, Eq. 5-6) | vqa_rubric: that rubric answered by a GIT VQA model
     # | srum: rubric reward as global score plus per-region local scores, as dense maps (for trainer.algorithm=srum)
     # | gvu: the prompt's likelihood as a caption of the image | oracle: the toy world's evaluator (RL leakage: an
-    # upper bound, not test-time legal) | server: whatever a reward server's method returns (rewards/judges.py)
+    # upper bound, not test-time legal) | server: whatever a reward server's method returns | random, shuffled:
+    # reward controls (uniform noise; the rubric rewards of another prompt's group) (rewards/judges.py)
     judge: str = "rubric"
     model_path: str = ""  # the judge model (Janus layout); "" = the policy's own frozen copy, else E-TTRL
     vqa_path: str = ""  # GIT directory (Hugging Face layout) answering the rubric, for judge=vqa_rubric
