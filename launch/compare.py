@@ -28,20 +28,11 @@ import driver  # noqa: F401  (first: a local Ray cluster binds loopback, which m
 from driver.cli import UserError, parse_config, run_main
 from driver.cluster import connect, cpus_needed
 from driver.inputs import load_prompts
+from driver.methods import MILR_SAMPLES, NEEDS, TRAINED, best_of_n_n, milr_k, per_split
 from launch.best_of_n import run as best_of_n  # the other entry points, by their commands
 from launch.configs.meta_ttrl import MetaTTRLConfig
 from launch.meta_ttrl import main as meta_ttrl
 from launch.milr import run as milr
-
-# trained methods: overrides of the Meta-TTRL job (a {key} is filled from compare's own arguments)
-TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
-           "srum": ["reward.judge=srum", "trainer.algorithm=srum"],
-           "vqa_rubric": ["reward.judge=vqa_rubric", "reward.vqa_path={vqa_path}"],
-           "e_ttrl": ["reward.judge=rubric", "reward.model_path={external}"],
-           "oracle_grpo": ["reward.judge=oracle"]}
-MILR_SAMPLES = 2  # images per MILR step: the fewest a REINFORCE baseline works with, so K can be largest
-NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external"}  # method -> the compare argument it cannot run without
-
 
 def split_args(argv: list[str]) -> tuple[dict, list[str]]:
     own = {"out": "docs/results/compare", "steps": "100", "vqa_path": "", "external": ""}
@@ -78,14 +69,6 @@ def run_trained(name: str, overrides: list[str], out: Path, own: dict) -> dict:
             "vanilla": {"test": s["before"], "heldout": s["heldout_before"]}}
 
 
-def per_split(run, overrides: list[str], extra: list[str]) -> dict:
-    """A no-training method (`run(argv) -> table`) on test and on heldout."""
-    t0, result = time.time(), {}
-    for split in ("test", "heldout"):
-        result[split] = run(overrides + extra + [f"data.split={split}", "data.heldout="])
-    return result | {"wall_s": time.time() - t0}
-
-
 def compare(argv: list[str]) -> dict:
     own, overrides = split_args(argv)
     out, steps = Path(own["out"]), int(own["steps"])
@@ -102,12 +85,12 @@ def compare(argv: list[str]) -> dict:
     rows, table["not_run"] = table["methods"], skipped
     connect(cfg.run.ray_address, cpus_needed(cfg))  # one cluster for every method, sized for the trained ones
     n_prompts = len(load_prompts("toyworld", "test"))
-    n = max(2, round(budget / n_prompts))
+    n = best_of_n_n(budget, n_prompts)
     # the baselines without training first (minutes each), then the trained methods (the longest runs)
     if "best_of_n" not in rows:
         rows["best_of_n"] = per_split(best_of_n, overrides, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
         write(out, table)
-    k = max(1, budget // (n_prompts * MILR_SAMPLES))
+    k = milr_k(budget, n_prompts)
     if "milr" not in rows:
         rows["milr"] = per_split(milr, overrides, [f"milr.steps={k}", f"milr.samples={MILR_SAMPLES}"]) | {"k": k}
         rows["milr"]["samples"] = rows["milr"]["test"]["samples"]  # early stops: at most k x samples per prompt

@@ -28,16 +28,14 @@ if __package__ in (None, ""):
 
 import driver  # noqa: F401  (first: a local Ray cluster binds loopback, which must precede `import ray`)
 from driver import aggregate
+from driver import methods as family
 from driver.cli import UserError, parse_config, run_main
 from driver.cluster import connect, cpus_needed
 from driver.inputs import load_prompts
 from driver.report import read_metrics
-from launch import compare
 from launch.configs.meta_ttrl import MetaTTRLConfig
 
-CONTROLS = {"random": ["reward.judge=random"], "shuffled": ["reward.judge=shuffled"],
-            "metadata_rubric": ["reward.judge=rubric", "rubric.source=metadata"]}
-TRAINED = compare.TRAINED | CONTROLS
+TRAINED = family.TRAINED | family.CONTROLS
 UNTRAINED = ("best_of_n", "milr")
 METHODS = UNTRAINED + tuple(TRAINED)
 OWN = {"out": "docs/results/sweep", "methods": "", "seeds": "0,1,2", "steps": "100", "vqa_path": "",
@@ -57,7 +55,7 @@ def split_args(argv: list[str]) -> tuple[dict, list[str]]:
 
 def chosen(own: dict) -> tuple[list[str], list[int], dict]:
     """The methods and seeds asked for, and the methods that cannot run (the argument each one needs)."""
-    skipped = {m: f"needs {arg}=<dir>" for m, arg in compare.NEEDS.items() if not own[arg]}
+    skipped = {m: f"needs {arg}=<dir>" for m, arg in family.NEEDS.items() if not own[arg]}
     asked = [m.strip() for m in own["methods"].split(",") if m.strip()] or [m for m in METHODS if m not in skipped]
     unknown = [m for m in asked if m not in METHODS]
     if unknown:
@@ -128,10 +126,10 @@ def run_untrained(cell: Cell, job: list[str], budget: int) -> dict:
     n_prompts = len(load_prompts("toyworld", "test"))
     seed = [f"run.seed={cell.seed}"]
     if cell.method == "best_of_n":
-        n = max(2, round(budget / n_prompts))
-        return compare.per_split(best_of_n, job + seed, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
-    k = max(1, budget // (n_prompts * compare.MILR_SAMPLES))
-    row = compare.per_split(milr, job + seed, [f"milr.steps={k}", f"milr.samples={compare.MILR_SAMPLES}"])
+        n = family.best_of_n_n(budget, n_prompts)
+        return family.per_split(best_of_n, job + seed, [f"n={n}"]) | {"n": n, "samples": n * n_prompts}
+    k = family.milr_k(budget, n_prompts)
+    row = family.per_split(milr, job + seed, [f"milr.steps={k}", f"milr.samples={family.MILR_SAMPLES}"])
     return row | {"k": k, "samples": row["test"]["samples"]}
 
 
@@ -192,7 +190,7 @@ def table(done: dict, methods: list[str], seeds: list[int], skipped: dict, spec:
 
 
 def write(out: Path, result: dict) -> None:
-    from launch.sweep_report import markdown, plot
+    from driver.sweep_report import markdown, plot
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(result, indent=1))
