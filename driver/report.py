@@ -133,3 +133,24 @@ def before_after_table(summary: dict) -> str:
                          f"{a['per_tag'].get(tag, float('nan')):>8.3f}")
         lines.append(f"{split:<{width}}{'overall':<15}{b['overall']:>8.3f}{a['overall']:>8.3f}")
     return "\n".join(lines)
+
+
+def documented_range(summary: dict, sweep_json: Path) -> str:
+    """Beside the default job's result: the same command's spread over seeds as the sweep measured it
+    (docs/results/sweep), and where this run falls, so that a user can tell a normal run from a broken one. A
+    host of another CPU type follows another trajectory from the same seed: inside the range is normal."""
+    if not sweep_json.is_file() or "before" not in summary:
+        return ""
+    row = json.loads(sweep_json.read_text()).get("methods", {}).get("meta_ttrl", {})
+    lines = []
+    for split, before, after in (("test", "before", "after"), ("heldout", "heldout_before", "heldout_after")):
+        gain = row.get(split, {}).get("gain")
+        if not gain or before not in summary:
+            continue
+        mine = 100 * (summary[after]["overall"] - summary[before]["overall"])
+        lo, hi = 100 * gain["min"], 100 * gain["max"]
+        where = "inside" if lo - 1e-9 <= mine <= hi + 1e-9 else ("above" if mine > hi else "below")
+        spread = f" ± {100 * gain['std']:.1f}" if gain["std"] is not None else ""
+        lines.append(f"{split:<9}gain {mine:+.1f} points; documented over {gain['n']} seeds: "
+                     f"{100 * gain['mean']:+.1f}{spread} (seeds ranged {lo:+.1f} to {hi:+.1f}): {where} that range")
+    return "\n" + "\n".join(lines) + f"\n(documented in {sweep_json})" if lines else ""

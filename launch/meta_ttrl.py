@@ -18,9 +18,11 @@ import driver  # noqa: F401  (first: a local Ray cluster binds loopback, which m
 from driver.cli import parse_config, run_main
 from driver.preflight import check_job, job_prompts
 from driver.recovery import RedoStep, RolledBack
-from driver.report import before_after_table
+from driver.report import before_after_table, documented_range
 from driver.session import Session
-from launch.configs.meta_ttrl import MetaTTRLConfig
+from launch.configs.meta_ttrl import ROOT, MetaTTRLConfig
+
+SWEEP = ROOT / "docs" / "results" / "sweep" / "sweep.json"  # the default job over seeds (launch/sweep.py)
 
 
 def meta_ttrl(s: Session) -> dict:
@@ -51,12 +53,21 @@ def load_config(argv: list[str]):
     return parse_config(MetaTTRLConfig, argv, "", saved=str(saved)) if saved and saved.is_file() else cfg
 
 
+def is_default_job(cfg) -> bool:
+    """The embedded default (`make run`): every setting outside the run section (where, which seed) at its default."""
+    from omegaconf import OmegaConf
+    mine, default = (OmegaConf.to_container(OmegaConf.structured(c)) for c in (cfg, MetaTTRLConfig()))
+    return {k: v for k, v in mine.items() if k != "run"} == {k: v for k, v in default.items() if k != "run"}
+
+
 def main(argv: list[str]) -> None:
     cfg = load_config(argv)  # every section checks itself, then the rules across sections
     prompts = job_prompts(cfg, check_job(cfg))  # the model, judge, extras, prompts and evaluators, before a cluster
     with Session(cfg, prompts) as session:  # run directory, cluster, actors, resume
         summary = meta_ttrl(session)
     print(before_after_table(summary))
+    if is_default_job(cfg):
+        print(documented_range(summary, SWEEP))
     path = session.run.path.resolve()
     print(f"run directory: {path}\nreport: {path / 'report.html'}")
 

@@ -92,3 +92,23 @@ def test_a_real_two_seed_sweep_of_the_random_control(ray_local, tmp_path):
                for s in (0, 1)]
     assert len(rewards[0]) == 2 and rewards[0] != rewards[1]  # the seed reaches the control's random stream
     assert (tmp_path / "sweep.png").stat().st_size > 1000 and "| vanilla | 2 |" in (tmp_path / "sweep.md").read_text()
+
+
+def test_the_default_job_prints_its_gain_beside_the_documented_range(tmp_path):
+    from driver.report import documented_range
+    from launch.meta_ttrl import is_default_job, load_config
+
+    assert is_default_job(load_config([])) and is_default_job(load_config(["run.seed=4", f"run.dir={tmp_path}"]))
+    assert not is_default_job(load_config(["trainer.steps=5"]))  # another job: the range says nothing of it
+    done = {("meta_ttrl", s): cell(s, 0.5, 0.5 + g, 0.3, 0.3 + h) for s, g, h in ((0, 0.10, 0.0), (1, 0.14, 0.02),
+                                                                                   (2, 0.12, -0.02))}
+    result = sweep.table(done, ["meta_ttrl"], [0, 1, 2], {}, {"steps": 100, "overrides": [],
+                                                              "samples_per_method": 6400})
+    (tmp_path / "sweep.json").write_text(json.dumps(result))
+    summary = {"before": {"overall": 0.5}, "after": {"overall": 0.61}, "heldout_before": {"overall": 0.3},
+               "heldout_after": {"overall": 0.2}}
+    text = documented_range(summary, tmp_path / "sweep.json").splitlines()
+    assert text[1] == ("test     gain +11.0 points; documented over 3 seeds: +12.0 ± 2.0 (seeds ranged +10.0 to "
+                       "+14.0): inside that range")
+    assert text[2].startswith("heldout  gain -10.0 points;") and text[2].endswith("below that range")
+    assert documented_range(summary, tmp_path / "absent.json") == ""
