@@ -20,3 +20,9 @@ class Checkpointed:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> dict:
+        """Where Ray placed this actor (placement.json in the run directory)."""
+        import ray
+        return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid()}

@@ -18,7 +18,7 @@ from actors import weight_sync
 from actors.evaluator import Evaluators
 from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
-from actors.placement import place_role
+from actors.placement import bundles, place_role, role_strategy
 from actors.rollout import RolloutActor
 from learners import checkpoint
 from learners.state import State
@@ -58,7 +58,8 @@ class MetaTTRLJob:
             raise
 
     def _place(self, actor_cls, role: str, n: int, resources, args_for) -> list:
-        actors, group = place_role(actor_cls, role, n, resources, self.cfg.resources.strategy, args_for,
+        actors, group = place_role(actor_cls, role, n, resources, role_strategy(resources, self.cfg.resources.strategy),
+                                   args_for,
                                    max_restarts=self.cfg.trainer.max_actor_restarts)
         self.groups.append(group)
         return actors
@@ -76,7 +77,8 @@ class MetaTTRLJob:
         address, port = ray.get(self.learners[0].address.remote())
         k, n = len(self.learners), len(self.rollouts)
         holders = self.learners + self.rollouts
-        ray.get([h.join.remote(rank, k, n, address, port, self.cfg.sync.backend) for rank, h in enumerate(holders)])
+        ray.get([h.join.remote(rank, k, n, address, port, self.cfg.sync.backend, self.cfg.sync.timeout_s)
+                 for rank, h in enumerate(holders)])
 
     def rollout(self, prompts: list[str], group_size: int | None = None) -> list:
         """G candidates per prompt (`rollout.group_size` unless given), prompts dealt to the rollout actors
@@ -90,9 +92,10 @@ class MetaTTRLJob:
         r, m = self.cfg.rollout, len(self.introspectors)
         return [self.introspectors[i % m].judge.remote(part, r.guidance, r.temperature) for i, part in enumerate(parts)]
 
-    def find_restarted(self, timeout_s: float = 180) -> list[str]:
+    def find_restarted(self, timeout_s: float | None = None) -> list[str]:
         """Names of the actors that came back as a new process since the last call (waiting for restarting
         ones); RuntimeError naming an actor that is not back within `timeout_s` (e.g. out of restarts)."""
+        timeout_s = self.cfg.trainer.restart_timeout_s if timeout_s is None else timeout_s
         deadline, pids = time.time() + timeout_s, {}
         for name, actor in self.holders().items():
             while True:
@@ -102,11 +105,24 @@ class MetaTTRLJob:
                 except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:  # restarting: ask again
                     if time.time() > deadline:
                         raise RuntimeError(f"{name} is not answering {timeout_s:.0f} s after a failure "
-                                           f"(out of restarts, or stuck): {type(e).__name__}") from e
+                                           f"(out of restarts, stuck, or no node left for it): {type(e).__name__}; "
+                                           f"{self._needs(name)}") from e
                     time.sleep(0.5)
         restarted = [n for n, pid in pids.items() if n in self._pids and self._pids[n] != pid]
         self._pids = pids
         return restarted
+
+    def _needs(self, name: str) -> str:
+        """What a lost actor's bundle asks against what the cluster has free (alive nodes only)."""
+        res = getattr(self.cfg.resources, name.rsplit("-", 1)[0])
+        need = bundles(1, res.num_cpus, res.num_gpus, res.node_resource)[0]
+        free = {k: round(v, 3) for k, v in ray.available_resources().items() if k in need}
+        return f"its bundle needs {need}, the cluster has {free} of those free"
+
+    def placement(self) -> dict:
+        """Each actor's node (id, ip) and process, by actor name."""
+        holders = self.holders()
+        return dict(zip(holders, ray.get([a.node.remote() for a in holders.values()])))
 
     def rejoin(self) -> None:
         """A new process group for the weight holders (after one of them restarted: the old group is broken)."""

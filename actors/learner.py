@@ -32,9 +32,10 @@ class LearnerActor(Checkpointed):
     def address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), weight_sync.free_port()
 
-    def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
+    def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str,
+             timeout_s: float = 300) -> None:
         weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
-        self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
+        self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend, timeout_s)
         self.trainer.optim.attach(self.groups, self.a.module)
 
     def _allreduce(self, params):

@@ -26,9 +26,10 @@ class RolloutActor(Checkpointed):
         self.gen = self.a.generator(seed)
         self.version, self.groups = 0, None
 
-    def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str) -> None:
+    def join(self, rank: int, n_learners: int, n_rollouts: int, address: str, port: int, backend: str,
+             timeout_s: float = 300) -> None:
         weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
-        self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend)
+        self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend, timeout_s)
 
     def receive_weights(self, bucket_bytes: int) -> tuple[int, int, float]:
         """The learner's newest weights, in place; returns (version now held, checksum of the weights held,

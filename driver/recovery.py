@@ -79,6 +79,7 @@ class Recovery:
         print(f"warning: {', '.join(restarted)} restarted ({cause}); recovering", flush=True)
         if "learner" in roles or "rollout" in roles:
             self.job.rejoin()
+        self.run.write_json("placement.json", self.job.placement())  # a restarted actor may be on another node
         latest = checkpoint.latest_valid(self.run.path / "checkpoints")
         if "learner" in roles:
             if latest is None:

@@ -51,6 +51,7 @@ class Session:
             raise UserError(str(e)) from None
         self.tracker = None
         try:
+            self.run.write_json("placement.json", self.job.placement())  # rewritten after every recovery
             self.stream = PromptStream([m["prompt"] for m in metas], cfg.run.seed)
             self.progress = self._resume(resume_from) if resume_from else self._start()
             self.tracker = Tracker(self.run, cfg.run, OmegaConf.to_container(cfg))

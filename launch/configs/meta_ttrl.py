@@ -184,6 +184,19 @@ class PlacementConfig:
     """Resources of one actor of a role; each role gets its own placement group of `actors` such bundles."""
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    strategy: str = ""  # this role's placement strategy ("": resources.strategy)
+    # pin the role to the nodes that advertise this custom resource (`ray start --resources='{"<name>": 1}'`);
+    # each actor asks a token 0.001 of it, so it labels nodes without capping how many actors they take
+    node_resource: str = ""
+
+    def check(self, role: str) -> None:
+        at_least(f"resources.{role}", self, num_cpus=0.0, num_gpus=0.0)
+        if self.strategy:
+            one_of(f"resources.{role}.strategy", self.strategy, PLACEMENT_STRATEGIES)
+        if self.node_resource and (self.node_resource in ("CPU", "GPU", "memory", "object_store_memory")
+                                   or not self.node_resource.replace("_", "").replace("-", "").isalnum()):
+            raise UserError(f"resources.{role}.node_resource must be a custom resource name (letters, digits, _ "
+                            f"and -; not CPU, GPU or memory), got {self.node_resource!r}")
 
 
 @dataclass
@@ -197,17 +210,20 @@ class ResourcesConfig:
     def __post_init__(self):
         one_of("resources.strategy", self.strategy, PLACEMENT_STRATEGIES)
         for role in ("rollout", "introspector", "learner", "evaluator"):
-            at_least(f"resources.{role}", getattr(self, role), num_cpus=0.0, num_gpus=0.0)
+            getattr(self, role).check(role)
 
 
 @dataclass
 class SyncConfig:
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
     bucket_mb: float = 64.0
+    # a collective that waits longer fails: what frees the survivors of a peer that died mid-broadcast (a lost
+    # node), so that the recovery can re-form the group; must exceed the slowest healthy broadcast
+    timeout_s: float = 300.0
 
     def __post_init__(self):
         one_of("sync.backend", self.backend, SYNC_BACKENDS)
-        above("sync", self, bucket_mb=0.0)
+        above("sync", self, bucket_mb=0.0, timeout_s=0.0)
 
 
 @dataclass
@@ -228,12 +244,16 @@ class TrainerConfig:
     introspectors: int = 1
     max_actor_restarts: int = 3  # per actor: Ray restarts a dead actor this often; the driver brings it up to date
     max_recoveries: int = 5  # actor failures the run survives in all (a learner's death rolls back to a checkpoint)
+    # how long the actors may take to answer after a failure: a dead one restarting (maybe on another node), the
+    # survivors freed from a broken collective (after sync.timeout_s): must exceed sync.timeout_s
+    restart_timeout_s: float = 600.0
 
     def __post_init__(self):
         one_of("trainer.algorithm", self.algorithm, TRAINERS)
         one_of("trainer.strategy", self.strategy, UPDATE_STRATEGIES)
         at_least("trainer", self, steps=(0, "0: evaluate only"), max_staleness=0, learners=1, introspectors=1,
                  converge_window=(0, "0: off"), max_actor_restarts=0, max_recoveries=0)
+        above("trainer", self, restart_timeout_s=0.0)
         if self.strategy == "deepspeed":
             from learners.deepspeed_optim import ZERO_STAGES, ds_config
             if self.zero_stage not in ZERO_STAGES:
@@ -308,6 +328,10 @@ class MetaTTRLConfig:
                             "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
         if self.trainer.algorithm == "srum" and self.reward.judge != "srum":
             raise UserError("trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum")
+        if self.trainer.restart_timeout_s <= self.sync.timeout_s:
+            raise UserError(f"trainer.restart_timeout_s ({self.trainer.restart_timeout_s:g}) must exceed "
+                            f"sync.timeout_s ({self.sync.timeout_s:g}): the survivors of a lost peer answer only "
+                            f"once their collective has timed out")
         if (self.data.prompts_per_step * self.rollout.group_size) % self.trainer.learners:
             raise UserError("prompts_per_step x group_size must divide evenly over trainer.learners")
 
