@@ -37,6 +37,7 @@ def ray_local():
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     env = {"env_vars": {"GLOO_SOCKET_IFNAME": "lo", "TOKENIZERS_PARALLELISM": "false"}}
     # address="local": a new cluster even where another one (or a stale pointer to one) exists on this machine
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env=env)
     yield ray
     ray.shutdown()
