@@ -54,10 +54,15 @@ def load_config(argv: list[str]):
 
 
 def is_default_job(cfg) -> bool:
-    """The embedded default (`make run`): every setting outside the run section (where, which seed) at its default."""
+    """The embedded default (`make run`): every setting outside the run section (where, which seed) at its default.
+    Each section's default is built alone: the whole config's own checks (e.g. a submitted job's run.root) are not
+    about the defaults."""
+    from dataclasses import fields
+
     from omegaconf import OmegaConf
-    mine, default = (OmegaConf.to_container(OmegaConf.structured(c)) for c in (cfg, MetaTTRLConfig()))
-    return {k: v for k, v in mine.items() if k != "run"} == {k: v for k, v in default.items() if k != "run"}
+    return all(OmegaConf.to_container(OmegaConf.structured(getattr(cfg, f.name))) ==
+               OmegaConf.to_container(OmegaConf.structured(f.default_factory()))
+               for f in fields(MetaTTRLConfig) if f.name != "run")
 
 
 def main(argv: list[str]) -> None:
