@@ -11,7 +11,7 @@ import torch
 from ray.util.placement_group import remove_placement_group
 
 import benchmarks
-from actors.placement import place_role, role_strategy
+from actors.placement import place_role
 from rollout.batch import RolloutBatch
 
 
@@ -53,8 +53,7 @@ class Evaluators:
             for name in names:
                 if benchmarks.get(name).loads_models:
                     actors, group = place_role(EvaluatorActor, f"evaluator-{name}", cfg.eval.actors,
-                                               cfg.resources.evaluator,
-                                               role_strategy(cfg.resources.evaluator, cfg.resources.strategy),
+                                               cfg.resources.evaluator, cfg.resources.strategy,
                                                lambda i: (name, cfg.eval, cfg.model.threads, metadata))
                     self.actors[name] = actors
                     self.groups.append(group)

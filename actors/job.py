@@ -18,7 +18,7 @@ from actors import weight_sync
 from actors.evaluator import Evaluators
 from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
-from actors.placement import bundles, place_role, role_strategy
+from actors.placement import bundles, place_role
 from actors.rollout import RolloutActor
 from learners import checkpoint
 from learners.state import State
@@ -58,8 +58,7 @@ class MetaTTRLJob:
             raise
 
     def _place(self, actor_cls, role: str, n: int, resources, args_for) -> list:
-        actors, group = place_role(actor_cls, role, n, resources, role_strategy(resources, self.cfg.resources.strategy),
-                                   args_for,
+        actors, group = place_role(actor_cls, role, n, resources, self.cfg.resources.strategy, args_for,
                                    max_restarts=self.cfg.trainer.max_actor_restarts)
         self.groups.append(group)
         return actors

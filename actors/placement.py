@@ -23,20 +23,17 @@ def bundles(n: int, num_cpus: float, num_gpus: float, node_resource: str = "") -
     return [dict(bundle) for _ in range(n)]
 
 
-def role_strategy(resources, default: str) -> str:
-    """A role's own placement strategy, else the job's (resources.strategy)."""
-    return getattr(resources, "strategy", "") or default
-
-
 class PlacementError(RuntimeError):
     """The cluster lacks the resources a role asks for."""
 
 
 def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for, timeout_s: float = 120,
                max_restarts: int = 0) -> tuple[list, object]:
-    """Start n actors of `actor_cls` in a placement group of n bundles; `args_for(i)` gives actor i's args.
+    """Start n actors of `actor_cls` in a placement group of n bundles (`resources.strategy` if set, else `strategy`);
+    `args_for(i)` gives actor i's args.
     A dead actor is restarted up to `max_restarts` times in its bundle (the driver then brings it up to date;
     its interrupted calls fail rather than rerun on a stale actor: max_task_retries=0). Returns (actors, group)."""
+    strategy = getattr(resources, "strategy", "") or strategy  # the role's own, else the job's default
     node_resource = getattr(resources, "node_resource", "")
     if node_resource and node_resource not in ray.cluster_resources():
         raise PlacementError(f"the {role} role is pinned to nodes with resource {node_resource!r} "
