@@ -1,7 +1,9 @@
-"""Benchmark evaluation on the cluster: `evaluator-<benchmark>-<i>` actors hold a benchmark's evaluator models
-(GPU bundles when resources.evaluator asks for them); a benchmark whose evaluator loads no model (the toy
-world's pixel oracle) runs as plain Ray tasks instead, which the pipeline may cancel (an actor call must not be:
-actors/../driver/pipeline.py's drop). Metrics only: nothing here reaches a reward.
+"""Benchmark evaluation on the cluster: `evaluator-<benchmark>-<i>` actors hold a benchmark's evaluator
+(GPU bundles when resources.evaluator asks for them). A benchmark whose evaluator loads no model (the toy world's
+pixel oracle) gets one actor that reserves no CPU: it was a plain Ray task per call, and each call could land on a
+fresh worker that imported torch and the project again (measured on the default job: ~55% of a core, which the
+actors of a 2-core host then lacked; scoring itself is ~0.13 s a step). Scoring is pure, so a call interrupted by an
+actor's death is simply retried. Metrics only: nothing here reaches a reward.
 """
 
 from __future__ import annotations
@@ -19,17 +21,6 @@ def _scores(evaluator, images, records) -> list:
     return evaluator.score(list(images), records)
 
 
-@ray.remote(num_cpus=0)
-def score_task(name: str, eval_cfg, images, records: list[dict]) -> list:
-    return _scores(benchmarks.get(name).evaluator(eval_cfg), images, records)
-
-
-@ray.remote(num_cpus=0)
-def score_batch_task(name: str, eval_cfg, batch: RolloutBatch, metadata: dict[str, dict]) -> list[float]:
-    scored = _scores(benchmarks.get(name).evaluator(eval_cfg), batch.images, [metadata[p] for p in batch.prompts])
-    return [s.score for s in scored]
-
-
 @ray.remote
 class EvaluatorActor:
     def __init__(self, name: str, eval_cfg, threads: int, metadata: dict[str, dict]):
@@ -45,18 +36,21 @@ class EvaluatorActor:
 
 
 class Evaluators:
-    """The job's evaluators by benchmark name: actors for model-based ones, tasks for model-free ones."""
+    """The job's evaluator actors by benchmark name."""
 
     def __init__(self, cfg, names: list[str], metadata: dict[str, dict]):
         self.cfg, self.metadata, self.actors, self.groups, self.calls = cfg, metadata, {}, [], 0
+        args = lambda name: lambda i: (name, cfg.eval, cfg.model.threads, metadata)
         try:  # a benchmark whose evaluators cannot be placed frees those placed before it
             for name in names:
                 if benchmarks.get(name).loads_models:
                     actors, group = place_role(EvaluatorActor, f"evaluator-{name}", cfg.eval.actors,
-                                               cfg.resources.evaluator, cfg.resources.strategy,
-                                               lambda i: (name, cfg.eval, cfg.model.threads, metadata))
-                    self.actors[name] = actors
+                                               cfg.resources.evaluator, cfg.resources.strategy, args(name))
                     self.groups.append(group)
+                else:  # a light actor beside the others (no bundle): pure CPU work of a few ms an image
+                    actors = [EvaluatorActor.options(name=f"evaluator-{name}-0", num_cpus=0, max_restarts=3,
+                                                     max_task_retries=3).remote(*args(name)(0))]
+                self.actors[name] = actors
         except BaseException:
             self.shutdown()
             raise
@@ -68,20 +62,13 @@ class Evaluators:
             remove_placement_group(group)
         self.actors, self.groups = {}, []
 
-    def cancellable(self, name: str) -> bool:
-        return name not in self.actors
-
     def score(self, name: str, images, records: list[dict]):
         """A ref to the per-image Scored list of `images` (a ref or a list) for `records`."""
-        if name not in self.actors:
-            return score_task.remote(name, self.cfg.eval, images, records)
         self.calls += 1
         return self.actors[name][self.calls % len(self.actors[name])].score.remote(images, records)
 
     def score_batch(self, name: str, part):
         """A ref to the per-image scores of a rollout part (a ref to a RolloutBatch)."""
-        if name not in self.actors:
-            return score_batch_task.remote(name, self.cfg.eval, part, self.metadata)
         self.calls += 1
         return self.actors[name][self.calls % len(self.actors[name])].score_batch.remote(part)
 

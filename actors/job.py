@@ -171,13 +171,6 @@ class MetaTTRLJob:
         version, seconds = self.sync()
         return {**stats, "version": version, "sync_s": seconds}
 
-    @staticmethod
-    def cancel(refs: list) -> None:
-        """Drop queued work that will not be used (running tasks finish; their results are ignored). Pass task refs
-        only, not actor calls (see launch.progress.Progress.drop)."""
-        for ref in refs:
-            ray.cancel(ref)
-
     def save_policy(self, path: str) -> None:
         ray.get([ln.save.remote(path) for ln in self.learners])  # rank 0 writes; ZeRO-3 ranks join its gather
 
@@ -188,10 +181,6 @@ class MetaTTRLJob:
         if not e.every or step % e.every or self.evaluators is None:
             return []
         return [self.evaluators.score_batch(name, part) for part in parts]
-
-    def cancellable(self, refs: list) -> list:
-        """The refs of `evaluate_parts` that are plain tasks (an actor call must not be cancelled: Pipeline.drop)."""
-        return refs if self.evaluators.cancellable(self.cfg.data.benchmark) else []
 
     def evaluate(self, metas: list[dict], benchmark: str) -> tuple[list[dict], list]:
         """`data.eval_samples` images per prompt (the first `data.eval_max_prompts`), drawn with the same noise every

@@ -47,13 +47,12 @@ class Pipeline:
         return self.queue[0].drawn_from if self.queue else self.stream.state()
 
     def drop(self, rewind: bool) -> None:
-        """Drop the steps in flight; with `rewind`, their prompts are drawn again (the step is redone). Only the
-        evaluator's plain tasks are cancelled: a cancelled actor task still waiting for its arguments never reaches its actor,
-        which then waits 30 s for the missing call (Ray's actor_scheduling_queue_max_reorder_wait_seconds) and fails
-        every call queued behind it. Measured: the driver's next call to a live introspector after a rollout died
-        took 31.5 s (ActorUnavailableError); without cancelling, 0.7 s. The dropped rollout and judge calls run (or
-        fail with their dead argument) and their results are ignored, as are an evaluator actor's."""
+        """Drop the steps in flight; with `rewind`, their prompts are drawn again (the step is redone). Nothing is
+        cancelled: every call in flight is an actor call, and a cancelled actor call still waiting for its arguments
+        never reaches its actor, which then waits 30 s for the missing call (Ray's
+        actor_scheduling_queue_max_reorder_wait_seconds) and fails every call queued behind it (measured: the driver's
+        next call to a live introspector after a rollout died took 31.5 s). The dropped calls run (or fail with their
+        dead argument) and their results are ignored."""
         if rewind and self.queue:
             self.stream.load_state(self.queue[0].drawn_from)
-        self.job.cancel(self.job.cancellable([ref for f in self.queue for ref in f.evaluated]))
         self.queue = []

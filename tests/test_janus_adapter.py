@@ -66,3 +66,46 @@ def test_save_and_load_round_trip(tiny_adapter, tmp_path):
     for (k, v), (k2, v2) in zip(tiny_adapter.model.state_dict().items(), loaded.model.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
     assert loaded.templates == tiny_adapter.templates
+
+
+def _full_forward_answers(adapter, monkeypatch, *args):
+    """answer_probs with the image prefix's sharing turned off: every row's whole text through the model."""
+    with monkeypatch.context() as m:
+        m.setattr(adapter, "_image_prefix", lambda rows: 0)
+        return adapter.answer_probs(*args)
+
+
+def test_answers_on_a_shared_image_prefix_equal_the_full_forward(tiny_adapter, monkeypatch):
+    images = np.stack([render([Obj("circle", "red", 20, 20, 16)]), render([Obj("square", "blue", 40, 40, 16)]),
+                       render([Obj("triangle", "green", 30, 30, 20)])])
+    qs = ["is there a circle ?", "are there two squares ?", "is the circle left of the square ?", "is there a red x ?"]
+    questions, index = qs * 3, [2, 0, 1, 0, 1, 2, 0, 0, 2, 1, 1, 2]  # out of order, unequal counts per image
+    rows = [tiny_adapter.tok(tiny_adapter._fill("answer", question=q), add_special_tokens=False).input_ids
+            for q in questions]
+    n = tiny_adapter._image_prefix(rows)
+    assert n == 1 + tiny_adapter.n_image_tokens + 1  # shared: <bos>, the image's tokens and <q>
+    with torch.no_grad():
+        shared = tiny_adapter.answer_probs(images, questions, index)
+        full = _full_forward_answers(tiny_adapter, monkeypatch, images, questions, index)
+        # a cache budget of two rows: six chunks, each re-running only the prefixes it needs
+        feats = tiny_adapter.image_features(images)
+        chunked = tiny_adapter._answers_after_prefix(rows, n, feats, index, kv_budget=2 * n * 2 * 2 * 2 * 16 * 4)
+    assert torch.allclose(shared, full, atol=1e-6), (shared - full).abs().max()
+    hidden = torch.softmax(tiny_adapter.model.lm_head(chunked).float(), -1)
+    assert torch.allclose(hidden[:, tiny_adapter.yes_ids].sum(-1), shared[:, 0], atol=1e-6)
+
+
+def test_no_prefix_is_shared_when_the_question_comes_before_the_image(tiny_adapter, monkeypatch):
+    monkeypatch.setitem(tiny_adapter.templates, "answer", "<bos> <q> {question} {image} <a>")
+    rows = [tiny_adapter.tok(tiny_adapter._fill("answer", question=q), add_special_tokens=False).input_ids
+            for q in ("is there a circle ?", "is there a square ?")]
+    assert tiny_adapter._image_prefix(rows) == 0
+
+
+def test_decoding_in_chunks_gives_the_whole_batch_pixels(tiny_adapter):
+    tokens = torch.randint(0, 64, (11, 64), generator=torch.Generator().manual_seed(1))  # one chunk of 8, one of 3
+    with torch.no_grad():
+        whole = tiny_adapter.model.decode_image_tokens(tokens)
+    whole = ((whole.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    chunked = tiny_adapter.decode(tokens)
+    assert chunked.shape == whole.shape and np.abs(chunked.astype(int) - whole).max() <= 1

@@ -48,6 +48,10 @@ def test_sampling_576_tokens_matches_teacher_forcing_and_answers_are_normalised(
     with torch.no_grad():
         yes_no = adapter.answer_probs(out.images, ["is there a circle?", "is there a square?"])
     assert (yes_no > 0).all() and (yes_no.sum(-1) <= 1 + 1e-6).all()
+    with torch.no_grad(), pytest.MonkeyPatch.context() as m:  # the chat format puts the image first: shared
+        m.setattr(adapter, "_image_prefix", lambda rows: 0)
+        full = adapter.answer_probs(out.images, ["is there a circle?", "is there a square?"])
+    assert torch.allclose(yes_no, full, atol=1e-5), (yes_no - full).abs().max()
     s_yes = question_scores(yes_no, torch.tensor([True, True]))
     s_no = question_scores(yes_no, torch.tensor([False, False]))
     assert torch.allclose(s_yes + s_no, torch.ones(2))  # Eq. 5 normalises over {Yes, No}
