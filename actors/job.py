@@ -154,8 +154,9 @@ class MetaTTRLJob:
     def sync(self) -> tuple[int, float]:
         """Learner 0 broadcasts its weights and every rollout actor confirms the version and a checksum of what
         it holds (weight_sync.SyncError otherwise); returns (version, seconds of the slowest receiver)."""
-        results = ray.get([ln.broadcast.remote() for ln in self.learners] +
-                          [a.receive_weights.remote(self.bucket_bytes) for a in self.rollouts])
+        stride = self.cfg.sync.check_stride
+        results = ray.get([ln.broadcast.remote(stride) for ln in self.learners] +
+                          [a.receive_weights.remote(self.bucket_bytes, stride) for a in self.rollouts])
         sent, received = results[0], results[len(self.learners):]
         weight_sync.check_sync(sent, {f"rollout-{i}": got[:2] for i, got in enumerate(received)})
         return sent[0], max(seconds for *_, seconds in received)

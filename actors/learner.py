@@ -59,14 +59,14 @@ class LearnerActor(Checkpointed):
         self.version += 1
         return {**stats, **info, "train_s": time.perf_counter() - t1}
 
-    def broadcast(self) -> tuple[int, int] | None:
+    def broadcast(self, check_stride: int = 1) -> tuple[int, int] | None:
         """Rank 0 sends the weights and returns (version, checksum) for the receivers to be checked against; the
         other learner ranks (called at the same time) take part in gathering partitioned weights (ZeRO-3)."""
         params, gather = self.trainer.params, self.trainer.optim.gathered
         if self.rank != 0:
             return weight_sync.follow_broadcast(params, self.bucket_bytes, gather)
         return weight_sync.broadcast_weights(params, self.version, self.groups, self.bucket_bytes, self.a.device,
-                                             gather)
+                                             gather, check_stride)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """A whole copy of the trainable weights (every learner rank must be asked at once under ZeRO-3)."""

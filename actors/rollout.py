@@ -31,12 +31,12 @@ class RolloutActor(Checkpointed):
         weight_sync.leave()  # a re-formed group (after an actor restart) replaces the old one
         self.groups = weight_sync.join(rank, n_learners, n_rollouts, address, port, backend, timeout_s)
 
-    def receive_weights(self, bucket_bytes: int) -> tuple[int, int, float]:
+    def receive_weights(self, bucket_bytes: int, check_stride: int = 1) -> tuple[int, int, float]:
         """The learner's newest weights, in place; returns (version now held, checksum of the weights held,
         seconds the transfer took)."""
         t0 = time.perf_counter()
         self.version, checksum = weight_sync.broadcast_weights(self.params, self.version, self.groups, bucket_bytes,
-                                                               self.a.device)
+                                                               self.a.device, check_stride=check_stride)
         return self.version, checksum, time.perf_counter() - t0
 
     def sample(self, prompts: list[str], group_size: int, guidance: float, temperature: float) -> RolloutBatch:

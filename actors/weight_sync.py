@@ -17,18 +17,27 @@ import torch
 import torch.distributed as dist
 
 
-def plan_buckets(sizes_bytes: list[int], bucket_bytes: int) -> list[list[int]]:
-    """Consecutive parameter indices grouped so that no bucket exceeds `bucket_bytes` unless one tensor alone
-    does (it then travels alone)."""
+# A tensor at least this big travels alone and in place (no flatten/unflatten copies): a collective's fixed cost is
+# small against a MiB, and the copies were most of the sync's time beside the checksum (docs/results/performance.md).
+ALONE_BYTES = 1 << 20
+
+
+def plan_buckets(sizes_bytes: list[int], bucket_bytes: int, alone_bytes: int = ALONE_BYTES) -> list[list[int]]:
+    """Consecutive parameter indices grouped so that no bucket exceeds `bucket_bytes`; a tensor of `alone_bytes`
+    or more (or bigger than a bucket) is a bucket of its own."""
     if bucket_bytes <= 0:
         raise ValueError(f"bucket size must be positive, got {bucket_bytes} bytes")
     buckets, current, used = [], [], 0
     for i, size in enumerate(sizes_bytes):
-        if current and used + size > bucket_bytes:
+        alone = size >= min(alone_bytes, bucket_bytes)
+        if current and (alone or used + size > bucket_bytes):
             buckets.append(current)
             current, used = [], 0
         current.append(i)
         used += size
+        if alone:
+            buckets.append(current)
+            current, used = [], 0
     if current:
         buckets.append(current)
     return buckets
@@ -77,6 +86,7 @@ def unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _MODULUS = (1 << 61) - 1
+_PERIOD = 65521  # element weights repeat with this period (a prime)
 
 
 def fingerprint(tensors: list[torch.Tensor]) -> int:
@@ -87,17 +97,23 @@ def fingerprint(tensors: list[torch.Tensor]) -> int:
     return fingerprint_of(enumerate(tensors))
 
 
-def fingerprint_of(indexed, chunk: int = 1 << 24) -> int:
+def fingerprint_of(indexed, stride: int = 1, offset: int = 0) -> int:
     """`fingerprint` from (position, tensor) pairs in any grouping: the sum is over tensors, so a sender can add
-    up a bucket at a time while each bucket is whole."""
+    up a bucket at a time while each bucket is whole. With `stride` > 1 only one of `stride` equal contiguous
+    blocks of each tensor counts, block `offset mod stride` (a sampled check that reads 1/stride of the memory; the
+    weight sync moves the offset every version, so `stride` successive syncs cover every element). The weighted sum runs as column sums of the bits laid out in rows of 65521 (element i sits in column
+    i mod 65521), then one dot with the weights: no int64 copy of the tensor and no index tensor (5x faster than
+    weighting element by element; sums wrap modulo 2^64 alike on every rank)."""
     total = 0
     for i, t in indexed:
         bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()]).reshape(-1)
-        s = 0
-        for start in range(0, bits.numel(), chunk):  # bounded temporaries on large tensors
-            part = bits[start: start + chunk].to(torch.int64)
-            weight = (torch.arange(start, start + part.numel(), device=part.device) % 65521) + 1
-            s += int((part * weight).sum())
+        block = -(-bits.numel() // stride)
+        bits = bits[offset % stride * block: (offset % stride + 1) * block]
+        whole = bits.numel() // _PERIOD * _PERIOD
+        weights = torch.arange(1, _PERIOD + 1, device=bits.device)
+        s = int((bits[:whole].view(-1, _PERIOD).sum(0, dtype=torch.int64) * weights).sum()) if whole else 0
+        tail = bits[whole:]
+        s += int((tail.to(torch.int64) * weights[: tail.numel()]).sum())
         total = (total + (i + 1) * (s % _MODULUS + t.numel())) % _MODULUS
     return total
 
@@ -166,24 +182,43 @@ def leave() -> None:
 
 
 def broadcast_weights(params: list[torch.Tensor], version: int, groups: Groups, bucket_bytes: int,
-                      device: torch.device, gather=None) -> tuple[int, int]:
+                      device: torch.device, gather=None, check_stride: int = 1, window: int = 4) -> tuple[int, int]:
     """Learner 0 sends, rollouts receive in place; returns (the version now held, the checksum of what was sent
-    or received). The learner ranks 1..K-1 are not in the sync group: they call `follow_broadcast` (which only
-    matters under ZeRO-3, where they hold parts of every bucket)."""
+    or received). Up to `window` buckets are in flight at once, each checked once it has arrived while the later
+    ones travel (1 under a ZeRO-3 gather, whose buckets are whole only one at a time). Buckets of small tensors are
+    checked in full; a big tensor (sent alone, in place) on one block in `check_stride`, the version's (1: every
+    element, every sync). The learner ranks 1..K-1 are not in the sync group: they call `follow_broadcast` (which
+    only matters under ZeRO-3, where they hold parts of every bucket)."""
     device = groups.buffer_device(device)
     header = torch.tensor([version], dtype=torch.int64, device=device)
     dist.broadcast(header, src=0, group=groups.sync)
-    checksum = 0
-    for bucket, tensors in whole_buckets(params, bucket_bytes, gather if groups.rank == 0 else None):
-        flat = flatten(tensors).to(device) if groups.rank == 0 else torch.empty(
-            sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=device)
-        dist.broadcast(flat, src=0, group=groups.sync)
-        if groups.rank != 0:
+    version = int(header.item())
+    checksum, in_flight = 0, []
+    window = 1 if gather is not None and groups.rank == 0 else max(1, window)
+
+    def land(bucket, tensors, flat, work) -> int:
+        """Wait for a bucket; a receiver unpacks a flat one; the checksum with this bucket added."""
+        work.wait()
+        if groups.rank != 0 and flat is not None:
             with torch.no_grad():
                 for p, new in zip(tensors, unflatten(flat, tensors)):
                     p.copy_(new)
-        checksum = (checksum + fingerprint_of(zip(bucket, tensors))) % _MODULUS
-    return int(header.item()), checksum
+        big = len(tensors) == 1 and full_numel(tensors[0]) * tensors[0].element_size() >= ALONE_BYTES
+        return (checksum + fingerprint_of(zip(bucket, tensors), check_stride if big else 1, version)) % _MODULUS
+
+    for bucket, tensors in whole_buckets(params, bucket_bytes, gather if groups.rank == 0 else None):
+        if len(tensors) == 1 and tensors[0].is_contiguous() and tensors[0].device == device:
+            flat, buffer = None, tensors[0].detach()  # straight from the sender's weights into the receivers'
+        elif groups.rank == 0:
+            flat = buffer = flatten(tensors).to(device)
+        else:
+            flat = buffer = torch.empty(sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=device)
+        in_flight.append((bucket, tensors, flat, dist.broadcast(buffer, src=0, group=groups.sync, async_op=True)))
+        if len(in_flight) >= window:
+            checksum = land(*in_flight.pop(0))
+    for waiting in in_flight:
+        checksum = land(*waiting)
+    return version, checksum
 
 
 def follow_broadcast(params: list[torch.Tensor], bucket_bytes: int, gather) -> None:

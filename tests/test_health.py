@@ -85,3 +85,26 @@ def test_a_run_stopped_by_its_guard_is_one_line_and_exit_code_3(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 3 and len(err) == 1
     assert "run stopped by its health guard: 75% of images were a single colour" in err[0]
+
+
+def test_fingerprint_is_the_position_weighted_sum_of_the_bits_by_hand():
+    """One tensor longer than the weights' period (65521): s = sum_i bits_i * ((i mod 65521) + 1), then mixed with
+    the tensor's position (1) and size: (1 * (s mod (2^61 - 1) + n)) mod (2^61 - 1)."""
+    from actors.weight_sync import _MODULUS, fingerprint_of
+    n = 65521 + 7
+    bits = torch.arange(n, dtype=torch.int32) * 3 - 5
+    s = sum(int(b) * (i % 65521 + 1) for i, b in enumerate(bits.tolist()))
+    assert fingerprint_of([(0, bits.view(torch.float32))]) == (s % _MODULUS + n) % _MODULUS
+
+
+def test_a_sampled_check_sees_a_changed_element_at_exactly_one_offset_of_its_stride():
+    """check_stride 16: each sync checks one of 16 contiguous blocks of a big tensor (70000 elements: blocks of
+    4375), the version's; a single changed element is seen by the one offset in 16 whose block holds it, so 16
+    successive syncs check everything."""
+    from actors.weight_sync import fingerprint_of
+    x = torch.randn(70_000)
+    y = x.clone()
+    y[12_345] += 1.0  # 12345 // 4375 = 2: block 2
+    seen = [off for off in range(16) if fingerprint_of([(0, x)], 16, off) != fingerprint_of([(0, y)], 16, off)]
+    assert seen == [2]
+    assert fingerprint_of([(0, x)], 16, 2 + 16 * 3) != fingerprint_of([(0, y)], 16, 2 + 16 * 3)  # version 50

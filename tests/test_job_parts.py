@@ -11,6 +11,8 @@ from rewards.rubric import RubricItem
 def test_buckets_respect_the_size_and_keep_order():
     assert plan_buckets([40, 40, 40, 100, 10], bucket_bytes=100) == [[0, 1], [2], [3], [4]]
     assert plan_buckets([300], bucket_bytes=100) == [[0]]  # one oversized tensor travels alone
+    # a tensor of alone_bytes or more travels alone (in place, no flatten copy), small ones around it share buckets
+    assert plan_buckets([10, 2000, 10, 10, 999], bucket_bytes=10_000, alone_bytes=1000) == [[0], [1], [2, 3, 4]]
     with pytest.raises(ValueError, match="positive"):
         plan_buckets([1], 0)
 

@@ -220,10 +220,15 @@ class SyncConfig:
     # a collective that waits longer fails: what frees the survivors of a peer that died mid-broadcast (a lost
     # node), so that the recovery can re-form the group; must exceed the slowest healthy broadcast
     timeout_s: float = 300.0
+    # the sync's integrity check: small tensors in full every sync; a big one (>= 1 MiB, sent alone) at one element
+    # in check_stride, from an offset that moves every version, so check_stride syncs cover every element
+    # (1: every element every sync; measured cost in docs/results/performance.md)
+    check_stride: int = 16
 
     def __post_init__(self):
         one_of("sync.backend", self.backend, SYNC_BACKENDS)
         above("sync", self, bucket_mb=0.0, timeout_s=0.0)
+        at_least("sync", self, check_stride=(1, "1: every element every sync"))
 
 
 @dataclass
