@@ -10,7 +10,7 @@ SHELL := /bin/bash
 # pip on this machine warns about absent local mirrors; hide only those lines, keep pip's exit code.
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: install run test test-slow pretrain clean
+.PHONY: install run test test-slow bench pretrain clean
 
 # pip byte-compiles what it installs; keep it so: with PYTHONDONTWRITEBYTECODE set (as on this machine) nothing
 # else writes .pyc files, and every process would recompile what it imports (measured: a fresh-clone suite ran
@@ -35,6 +35,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# side-by-side ratios (docs/results/performance.md); the sampler section runs on a tiny Janus-Pro-layout checkpoint
+bench: $(STAMP)
+	$(PY) tests/fixtures/janus_pro_like.py $(VENV)/bench_janus_pro
+	$(PY) launch/bench.py janus_pro=$(VENV)/bench_janus_pro $(ARGS)
 
 pretrain: $(STAMP)
 	$(PY) launch/pretrain_toy.py
