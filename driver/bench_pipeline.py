@@ -169,13 +169,16 @@ def scaling_rows(costs: StageCosts, actors: list[int], steps: int) -> list[dict]
     return rows
 
 
-def overhead_rows(layouts: dict[str, int], steps: int, real_step_s: dict[str, float]) -> list[dict]:
+def overhead_rows(layouts: dict[str, int], steps: int, real_step_s: dict[str, float],
+                  added_s: dict[str, float]) -> list[dict]:
     """Zero-cost stages: what is left per step is the framework (driver, object store, serialization,
-    scheduling); its share of each layout's real or simulated step."""
+    scheduling) with nothing to overlap it, an upper bound; its share of each layout's real or simulated step;
+    and, where known, what the framework added to that overlapped step beyond the prediction from stage costs."""
     zero = StageCosts(0.0, 0.0, 0.0, 0.0)
     rows = []
     for name, n in layouts.items():
         ms = 1000 * measure(zero, n, n, 1, steps, prompts_per_step=max(8, n))
-        rows.append({"layout": name, "overhead_ms": ms, "step_s": real_step_s[name],
-                     "share": ms / 1000 / real_step_s[name]})
+        step, added = real_step_s[name], added_s.get(name, float("nan"))
+        rows.append({"layout": name, "unoverlapped_ms": ms, "step_s": step, "share": ms / 1000 / step,
+                     "added_to_step_ms": 1000 * added, "added_share": added / step})
     return rows

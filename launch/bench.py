@@ -31,6 +31,9 @@ DEFAULTS = {"sections": ",".join(SECTIONS), "baseline": "751b552", "steps": "12"
 # Simulated stage costs, seconds per step on one actor per role: the shares a GPU step shows when sampling
 # dominates (rollout 50%, update 25%, judging 20%, weight sync 5%), scaled to a 1 s on-policy step.
 GPU_LIKE = dict(rollout=0.50, judge=0.20, train=0.25, sync=0.05)
+# For scaling over rollout actors: a sampling-heavy step of a real model's length (a 7B sampler's 576 tokens under
+# CFG against one update: 6.6 s on-policy), so that more rollout actors help up to 8 before the learner bounds it.
+SAMPLING_HEAVY = dict(rollout=4.0, judge=2.0, train=0.5, sync=0.1)
 
 
 def parse(argv: list[str]) -> dict:
@@ -108,7 +111,7 @@ def run_sections(args: dict) -> list[str]:
     from driver import bench_models, bench_pipeline, bench_step, bench_sync
     wanted, out, steps = args["sections"].split(","), [], int(args["steps"])
     emit = lambda title, rows: (out.append(table(title, rows)), print(out[-1], flush=True))
-    step_s = {}
+    step_s, added = {}, {}  # a layout's measured step; what the framework added to it beyond the stage costs
     if "step" in wanted:  # first, with no cluster of this process running beside the jobs
         rows = bench_step.step_rows(ROOT, args["baseline"], steps)
         emit(f"Default job step, {steps} steps (means over steps 3..{steps}; x_baseline: baseline step / this step)",
@@ -126,16 +129,20 @@ def run_sections(args: dict) -> list[str]:
             if "async" in wanted:
                 emit(f"Async vs on-policy, simulated stage costs {GPU_LIKE} s", bench_pipeline.async_rows(costs, 14))
             if "scaling" in wanted:
-                rows = bench_pipeline.scaling_rows(costs, [1, 2, 4, 8], 14)
-                emit("Scaling over rollout actors (as many introspectors), simulated costs, async", rows)
+                rows = bench_pipeline.scaling_rows(bench_pipeline.StageCosts(**SAMPLING_HEAVY), [1, 2, 4, 8], 10)
+                emit(f"Scaling over rollout actors (as many introspectors), async, simulated stage costs "
+                     f"{SAMPLING_HEAVY} s", rows)
                 step_s["simulated 8 rollouts + 8 introspectors + 1 learner"] = rows[-1]["step_s"]
+                added["simulated 8 rollouts + 8 introspectors + 1 learner"] = rows[-1]["step_s"] - rows[-1][
+                    "predicted_step_s"]
             if "overhead" in wanted:
-                step_s.setdefault("simulated 8 rollouts + 8 introspectors + 1 learner", costs.predicted_step(8, 8))
+                step_s.setdefault("simulated 8 rollouts + 8 introspectors + 1 learner",
+                                  bench_pipeline.StageCosts(**SAMPLING_HEAVY).predicted_step(8, 8))
                 step_s.setdefault("toy default (1 rollout, 1 introspector, 1 learner)", float("nan"))
                 layouts = {"toy default (1 rollout, 1 introspector, 1 learner)": 1,
                            "simulated 8 rollouts + 8 introspectors + 1 learner": 8}
                 emit("Framework overhead per step (zero-cost stages, real payloads; share of the layout's step)",
-                     bench_pipeline.overhead_rows(layouts, 24, step_s))
+                     bench_pipeline.overhead_rows(layouts, 24, step_s, added))
         finally:
             ray.shutdown()
             cluster.shutdown()
