@@ -184,18 +184,19 @@ class MetaTTRLJob:
         return [self.evaluators.score_batch(name, part) for part in parts]
 
     def evaluate(self, metas: list[dict], benchmark: str) -> tuple[list[dict], list]:
-        """`data.eval_samples` images per prompt (the first `data.eval_max_prompts`), drawn with the same noise every
-        time by rollout 0, scored by the benchmark's evaluator `eval.batch_prompts` prompts a call; returns the
-        per-image records and Scored lists (benchmarks/results.py makes the table and files)."""
+        """`data.eval_samples` images per prompt (the first `data.eval_max_prompts`) in batches of
+        `eval.batch_prompts` prompts, each batch drawn with its own fixed seed (the same noise every evaluation:
+        what changes is the weights) by the next of the actors holding the current weights, and scored by the
+        benchmark's evaluator; returns the per-image records and Scored lists (benchmarks/results.py makes the
+        table and files)."""
         d, r, e = self.cfg.data, self.cfg.rollout, self.cfg.eval
         chunk = metas[: d.eval_max_prompts] if d.eval_max_prompts > 0 else metas
-        sampler = self.rollouts[0]
-        sampler.begin_evaluation.remote(self.cfg.run.seed)
+        samplers = self.evaluation_samplers()
         records, refs = [], []
-        for start in range(0, len(chunk), e.batch_prompts):
+        for k, start in enumerate(range(0, len(chunk), e.batch_prompts)):
             part = chunk[start: start + e.batch_prompts]
-            images = sampler.evaluation_images.remote([m["prompt"] for m in part], d.eval_samples, r.guidance,
-                                                      r.temperature)
+            images = samplers[k % len(samplers)].evaluation_images.remote(
+                [m["prompt"] for m in part], d.eval_samples, r.guidance, r.temperature, self.cfg.run.seed * 100_003 + k)
             expanded = [m for m in part for _ in range(d.eval_samples)]
             records += expanded
             refs.append(self.evaluators.score(benchmark, images, expanded))
@@ -203,6 +204,13 @@ class MetaTTRLJob:
         for ref in tqdm(refs, desc=f"evaluate {benchmark}", unit="batch", leave=False):  # in order: deterministic
             scored += ray.get(ref)
         return records, scored
+
+    def evaluation_samplers(self) -> list:
+        """The actors holding the current weights whole: every rollout, and learner 0 (after the sync its weights
+        are the rollouts', checksum-verified) unless ZeRO-3 partitions them."""
+        tr = self.cfg.trainer
+        whole = not (tr.strategy == "deepspeed" and tr.zero_stage == 3)
+        return self.rollouts + (self.learners[:1] if whole else [])
 
     def grid(self, prompts: list[str], per_prompt: int):
         r = self.cfg.rollout

@@ -10,6 +10,7 @@ import torch
 
 from actors import weight_sync
 from actors.checkpointed import Checkpointed
+from actors.evaluation_sampling import EvaluationSampling
 from learners.state import State, load_rng_state, merge, rng_state
 from learners.trainers import TRAINERS
 from models.loading import load_adapter
@@ -17,7 +18,7 @@ from rollout.batch import Judgement, RolloutBatch, split_stale
 
 
 @ray.remote
-class LearnerActor(Checkpointed):
+class LearnerActor(Checkpointed, EvaluationSampling):
     def __init__(self, model, threads: int, grpo_cfg, guidance: float, temperature: float, seed: int,
                  rank: int, world: int, bucket_bytes: int, max_staleness: int = 0, algorithm: str = "grpo",
                  strategy: str = "torch", zero_stage: int = 2, ds_overrides: dict | None = None):

@@ -9,6 +9,7 @@ import torch
 
 from actors import weight_sync
 from actors.checkpointed import Checkpointed
+from actors.evaluation_sampling import EvaluationSampling
 from learners.state import State, load_rng_state, merge, rng_state
 from models.loading import load_adapter
 from rollout import milr
@@ -16,7 +17,7 @@ from rollout.batch import RolloutBatch
 
 
 @ray.remote
-class RolloutActor(Checkpointed):
+class RolloutActor(Checkpointed, EvaluationSampling):
     def __init__(self, model, threads: int, seed: int):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -70,13 +71,3 @@ class RolloutActor(Checkpointed):
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self.a.weights()
-
-    def begin_evaluation(self, seed: int) -> None:
-        """A fresh sampling RNG for an evaluation: every evaluation draws the same noise (what changes is the
-        weights), in the order of its `evaluation_images` calls."""
-        self.eval_gen = self.a.generator(seed)
-
-    @torch.no_grad()
-    def evaluation_images(self, prompts: list[str], samples: int, guidance: float, temperature: float) -> list:
-        """`samples` images per prompt, prompt-major, drawn with the evaluation's RNG."""
-        return list(self.a.sample(prompts, samples, guidance, temperature, self.eval_gen).images)

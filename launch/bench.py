@@ -113,9 +113,11 @@ def run_sections(args: dict) -> list[str]:
     emit = lambda title, rows: (out.append(table(title, rows)), print(out[-1], flush=True))
     step_s, added = {}, {}  # a layout's measured step; what the framework added to it beyond the stage costs
     if "step" in wanted:  # first, with no cluster of this process running beside the jobs
-        rows = bench_step.step_rows(ROOT, args["baseline"], steps)
+        rows, evals = bench_step.step_rows(ROOT, args["baseline"], steps)
         emit(f"Default job step, {steps} steps (means over steps 3..{steps}; x_baseline: baseline step / this step)",
              rows)
+        emit("Evaluate-only job (`trainer.steps=0 data.heldout=`: start-up and the test split's table before and "
+             "after, 2 x 1160 images)", evals)
         step_s["toy default (1 rollout, 1 introspector, 1 learner)"] = rows[1]["step_s"]
     costs = bench_pipeline.StageCosts(**GPU_LIKE)
     if any(s in wanted for s in ("sync", "async", "scaling", "overhead")):

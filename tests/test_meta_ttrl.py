@@ -15,12 +15,13 @@ SHORT = ["trainer.steps=2", "data.prompts_per_step=2", "rollout.group_size=2", "
 
 
 @contextmanager
-def started_job(overrides: list[str], n_prompts: int):
+def started_job(overrides: list[str], n_prompts: int, evaluated: tuple[str, ...] = ()):
     """The job's actors on the session's Ray cluster (shut down after), with the first test prompts."""
     from actors.job import MetaTTRLJob
 
     metas = load_split("test")[:n_prompts]
-    job = MetaTTRLJob(parse_config(MetaTTRLConfig, SHORT + overrides, "test"), {m["prompt"]: m for m in metas})
+    job = MetaTTRLJob(parse_config(MetaTTRLConfig, SHORT + overrides, "test"), {m["prompt"]: m for m in metas},
+                      evaluated=evaluated)
     try:
         yield job, metas
     finally:
@@ -67,3 +68,16 @@ def test_after_an_nccl_sync_every_rollout_actor_holds_the_learner_weights(ray_lo
         job.update(parts, job.judge(parts))
         learner, held = ray_local.get([job.learners[0].weights.remote(), job.rollouts[0].weights.remote()])
         assert all(torch.equal(held[n].cpu(), learner[n].cpu()) for n in learner)
+
+
+def test_the_evaluation_is_the_same_whoever_draws_its_batches(ray_local):
+    """Every batch has its own seed: rollout and learner drawing alternate batches give the same records and scores
+    as the rollout drawing them all, and the learner is among the samplers (it holds the same weights)."""
+    with started_job(["eval.batch_prompts=1", "data.eval_samples=2", "data.eval_max_prompts=3"], 3,
+                     ("toyworld",)) as (job, metas):
+        assert job.evaluation_samplers() == job.rollouts + job.learners[:1]
+        shared = job.evaluate(metas, "toyworld")
+        job.evaluation_samplers = lambda: job.rollouts
+        alone = job.evaluate(metas, "toyworld")
+    assert shared[0] == alone[0] and [s.score for s in shared[1]] == [s.score for s in alone[1]]
+    assert len(shared[1]) == 6
