@@ -72,6 +72,18 @@ def parse_config(schema, argv: list[str], prog: str, doc: str = "", saved: str |
     return cfg
 
 
+def own_args(argv: list[str], defaults: dict[str, str]) -> dict[str, str]:
+    """`key=value` arguments of an entry point with its own few keys (not a config schema): `defaults` updated,
+    anything else a UserError naming the keys."""
+    args = dict(defaults)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if key not in args or not sep:
+            raise UserError(f"unknown argument {arg!r}: expected key=value with key one of {', '.join(args)}")
+        args[key] = value
+    return args
+
+
 def run_main(main, argv: list[str] | None = None) -> None:
     """Run `main(argv)`, turning UserError into a one-line message and exit code 2, and a run stopped by its
     health guard into one and exit code 3."""

@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import driver  # noqa: F401  (a local Ray cluster binds loopback)
-from driver.cli import UserError, run_main
+from driver.cli import UserError, own_args, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("step", "sync", "async", "scaling", "overhead", "scoring", "sampler")
@@ -37,12 +37,7 @@ SAMPLING_HEAVY = dict(rollout=4.0, judge=2.0, train=0.5, sync=0.1)
 
 
 def parse(argv: list[str]) -> dict:
-    args = dict(DEFAULTS)
-    for a in argv:
-        key, eq, value = a.partition("=")
-        if not eq or key not in DEFAULTS:
-            raise UserError(f"bad argument {a!r}: expected key=value with key one of {', '.join(DEFAULTS)}")
-        args[key] = value
+    args = own_args(argv, DEFAULTS)
     unknown = set(args["sections"].split(",")) - set(SECTIONS)
     if unknown:
         raise UserError(f"unknown section(s) {', '.join(sorted(unknown))}; valid: {', '.join(SECTIONS)}")

@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 import numpy as np
 from scipy import stats
 
-from driver.cli import UserError, run_main
+from driver.cli import UserError, own_args, run_main
 from models.toy import EMBEDDED
 
 OWN = {"sweep": "docs/results/sweep/sweep.json", "method": "meta_ttrl", "split": "test", "samples": "8",
@@ -76,12 +76,7 @@ def strict(obj):
 
 
 def main(argv: list[str]) -> None:
-    own = dict(OWN)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if key not in own or not sep:
-            raise UserError(f"unknown argument {arg!r}: keys are {', '.join(own)}")
-        own[key] = value
+    own = own_args(argv, OWN)
     from models.loading import load_adapter
     from toyworld.monitoring import monitoring
     from toyworld.prompts import load_split
