@@ -18,7 +18,7 @@ from actors import weight_sync
 from actors.evaluator import Evaluators
 from actors.introspector import IntrospectorActor
 from actors.learner import LearnerActor
-from actors.placement import bundles, place_role
+from actors.placement import ActorNotBack, bundles, place_role
 from actors.rollout import RolloutActor
 from learners import checkpoint
 from learners.state import State
@@ -93,7 +93,7 @@ class MetaTTRLJob:
 
     def find_restarted(self, timeout_s: float | None = None) -> list[str]:
         """Names of the actors that came back as a new process since the last call (waiting for restarting
-        ones); RuntimeError naming an actor that is not back within `timeout_s` (e.g. out of restarts)."""
+        ones); ActorNotBack naming an actor that is not back within `timeout_s` and what its bundle lacks."""
         timeout_s = self.cfg.trainer.restart_timeout_s if timeout_s is None else timeout_s
         deadline, pids = time.time() + timeout_s, {}
         for name, actor in self.holders().items():
@@ -103,7 +103,7 @@ class MetaTTRLJob:
                     break
                 except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:  # restarting: ask again
                     if time.time() > deadline:
-                        raise RuntimeError(f"{name} is not answering {timeout_s:.0f} s after a failure "
+                        raise ActorNotBack(f"{name} is not answering {timeout_s:.0f} s after a failure "
                                            f"(out of restarts, stuck, or no node left for it): {type(e).__name__}; "
                                            f"{self._needs(name)}") from e
                     time.sleep(0.5)

@@ -27,6 +27,11 @@ class PlacementError(RuntimeError):
     """The cluster lacks the resources a role asks for."""
 
 
+class ActorNotBack(RuntimeError):
+    """An actor lost mid-run did not come back (out of restarts, stuck, or no node left with room for its bundle):
+    the run stops; its checkpoints let `run.resume=auto` go on once the cluster has room again."""
+
+
 def place_role(actor_cls, role: str, n: int, resources, strategy: str, args_for, timeout_s: float = 120,
                max_restarts: int = 0) -> tuple[list, object]:
     """Start n actors of `actor_cls` in a placement group of n bundles (`resources.strategy` if set, else `strategy`);

@@ -101,9 +101,10 @@ def fingerprint_of(indexed, stride: int = 1, offset: int = 0) -> int:
     """`fingerprint` from (position, tensor) pairs in any grouping: the sum is over tensors, so a sender can add
     up a bucket at a time while each bucket is whole. With `stride` > 1 only one of `stride` equal contiguous
     blocks of each tensor counts, block `offset mod stride` (a sampled check that reads 1/stride of the memory; the
-    weight sync moves the offset every version, so `stride` successive syncs cover every element). The weighted sum runs as column sums of the bits laid out in rows of 65521 (element i sits in column
-    i mod 65521), then one dot with the weights: no int64 copy of the tensor and no index tensor (5x faster than
-    weighting element by element; sums wrap modulo 2^64 alike on every rank)."""
+    weight sync moves the offset every version, so `stride` successive syncs cover every element). The weighted
+    sum runs as column sums of the bits laid out in rows of 65521 (element i sits in column i mod 65521), then one
+    dot with the weights: no int64 copy of the tensor and no index tensor (5x faster than weighting element by
+    element; sums wrap modulo 2^64 alike on every rank)."""
     total = 0
     for i, t in indexed:
         bits = t.detach().contiguous().view(_INT_OF_SIZE[t.element_size()]).reshape(-1)
@@ -167,11 +168,14 @@ def join(rank: int, n_learners: int, n_rollouts: int, address: str, port: int, b
     """Join the job's process group (every weight holder calls this at once) and build both subgroups."""
     world = n_learners + n_rollouts
     backend = resolve_backend(backend)
-    dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=timeout_s))
-    learners = dist.new_group(list(range(n_learners)))
-    sync = dist.new_group([0] + list(range(n_learners, world)))
-    singles = [dist.new_group([r]) for r in range(world)]  # every rank must take part in creating each group
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world,
+                            timeout=timeout)
+    # each subgroup gets the timeout too: a new_group without one waits torch's default 30 min, so a survivor of a
+    # lost peer sat that long inside the broken broadcast, deaf to the driver's recovery (seen on a lost node)
+    learners = dist.new_group(list(range(n_learners)), timeout=timeout)
+    sync = dist.new_group([0] + list(range(n_learners, world)), timeout=timeout)
+    singles = [dist.new_group([r], timeout=timeout) for r in range(world)]  # every rank takes part in each
     return Groups(rank, learners, sync, singles[rank], backend)
 
 

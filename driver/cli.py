@@ -85,10 +85,12 @@ def own_args(argv: list[str], defaults: dict[str, str]) -> dict[str, str]:
 
 
 def run_main(main, argv: list[str] | None = None) -> None:
-    """Run `main(argv)`, turning UserError into a one-line message and exit code 2, and a run stopped by its
-    health guard into one and exit code 3."""
+    """Run `main(argv)`, turning UserError into a one-line message and exit code 2, a run stopped by its health
+    guard into one and exit code 3, and an actor lost for good (e.g. its node gone, no room left) into one and
+    exit code 4."""
     import signal
 
+    from actors.placement import ActorNotBack
     from rollout.health import RunUnhealthy
     # `kill <pid>` (SIGTERM) unwinds like Ctrl-C: the job's actors are shut down and a local Ray cluster stopped,
     # instead of orphaned actors working on for a dead driver
@@ -102,3 +104,7 @@ def run_main(main, argv: list[str] | None = None) -> None:
         print(f"error: run stopped by its health guard: {e}; metrics.jsonl and the checkpoints so far are kept",
               file=sys.stderr)
         raise SystemExit(3) from None
+    except ActorNotBack as e:
+        print(f"error: {e}; metrics.jsonl and the checkpoints so far are kept: run.resume=auto goes on once the "
+              f"cluster has room", file=sys.stderr)
+        raise SystemExit(4) from None
