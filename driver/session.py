@@ -103,7 +103,7 @@ class Session:
 
     def update(self, flight: InFlight) -> dict:
         """GRPO (or SRUM) on the step's samples, then the weights to the rollouts; the step's stats. An actor's
-        death first cancels the work in flight (the survivors must be free to answer) and redraws its prompts; a
+        death first drops the work in flight (its results ignored) and redraws its prompts; a
         death during the sync leaves the applied step standing (the recovery re-syncs)."""
         try:
             stats = self.job.train(flight.parts, flight.judgements)
