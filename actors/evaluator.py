@@ -40,16 +40,16 @@ class Evaluators:
 
     def __init__(self, cfg, names: list[str], metadata: dict[str, dict]):
         self.cfg, self.metadata, self.actors, self.groups, self.calls = cfg, metadata, {}, [], 0
-        args = lambda name: lambda i: (name, cfg.eval, cfg.model.threads, metadata)
         try:  # a benchmark whose evaluators cannot be placed frees those placed before it
             for name in names:
+                args = (name, cfg.eval, cfg.model.threads, metadata)
                 if benchmarks.get(name).loads_models:
                     actors, group = place_role(EvaluatorActor, f"evaluator-{name}", cfg.eval.actors,
-                                               cfg.resources.evaluator, cfg.resources.strategy, args(name))
+                                               cfg.resources.evaluator, cfg.resources.strategy, lambda i: args)
                     self.groups.append(group)
                 else:  # a light actor beside the others (no bundle): pure CPU work of a few ms an image
                     actors = [EvaluatorActor.options(name=f"evaluator-{name}-0", num_cpus=0, max_restarts=3,
-                                                     max_task_retries=3).remote(*args(name)(0))]
+                                                     max_task_retries=3).remote(*args)]
                 self.actors[name] = actors
         except BaseException:
             self.shutdown()

@@ -78,10 +78,6 @@ class SyncPeer:
         weight_sync.leave()
 
 
-def _best(times: list[float]) -> float:
-    return min(times)
-
-
 def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...] = (1, 16),
                  repeats: int = 3) -> list[dict]:
     """Rows (method, seconds, GB/s, x floor) for one model size; the receiver's checksum must match the sender's."""
@@ -90,7 +86,7 @@ def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...
     address, port = ray.get(sender.address.remote())
     ray.get([sender.join.remote(0, address, port), receiver.join.remote(1, address, port)])
     gb = 4 * n_params / 1e9
-    floor = _best(ray.get([sender.memcpy.remote() for _ in range(repeats)]))
+    floor = min(ray.get([sender.memcpy.remote() for _ in range(repeats)]))
     rows = [{"method": "memcpy floor (one process)", "s": floor}]
     for mb, stride in [(mb, stride) for mb in bucket_mbs for stride in strides]:
         times = []
@@ -101,15 +97,15 @@ def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...
                 raise RuntimeError(f"bucketed sync at {mb} MB: receiver checksum {got:#x} != sender {sent:#x}")
             times.append(max(t_send, t_recv))
         check = "every element" if stride == 1 else f"1 in {stride} of big tensors"
-        rows.append({"method": f"bucketed {mb:g} MB, check {check}", "s": _best(times)})
-    rows.append({"method": "per-tensor broadcast", "s": _best(
+        rows.append({"method": f"bucketed {mb:g} MB, check {check}", "s": min(times)})
+    rows.append({"method": "per-tensor broadcast", "s": min(
         [max(ray.get([sender.per_tensor.remote(), receiver.per_tensor.remote()])) for _ in range(repeats)])})
     store = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         ray.get(receiver.take.remote(ray.get(sender.put.remote())))
         store.append(time.perf_counter() - t0)
-    rows.append({"method": "object store put/get", "s": _best(store)})
+    rows.append({"method": "object store put/get", "s": min(store)})
     if ray.get(sender.checksum.remote()) != ray.get(receiver.checksum.remote()):
         raise RuntimeError("after the benchmark the receiver does not hold the sender's weights")
     ray.get([sender.leave.remote(), receiver.leave.remote()])

@@ -284,8 +284,9 @@ class JanusAdapter(GeneratorAdapter):
             pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
         return self.model.model.get_image_features(pixels).pooler_output
 
-    def _understanding_hidden(self, texts: list[str], features: torch.Tensor):
-        ids, mask = self._batch(texts, left=False)
+    def _understanding_hidden(self, rows: list[list[int]], features: torch.Tensor):
+        """Last-layer states of token rows (right-padded) whose image slots hold `features`."""
+        ids, mask = self._pad(rows, left=False)
         embeds = self.model.get_input_embeddings()(ids)
         slots = (ids == self.model.config.image_token_id).unsqueeze(-1)
         embeds = embeds.masked_scatter(slots, features.to(embeds.dtype))
@@ -299,14 +300,13 @@ class JanusAdapter(GeneratorAdapter):
         once and every question continues its cached keys and values (`_answers_after_prefix`)."""
         feats = self.image_features(images) if features is None else features
         index = list(range(len(questions))) if image_index is None else image_index
-        texts = [self._fill("answer", question=q) for q in questions]
-        rows = [self.tok(t, add_special_tokens=False).input_ids for t in texts]
+        rows = [self.tok(self._fill("answer", question=q), add_special_tokens=False).input_ids for q in questions]
         shared = self._image_prefix(rows)
         if shared:
             last = self._answers_after_prefix(rows, shared, feats, index)
         else:
-            hidden, _, mask = self._understanding_hidden(texts, feats[index])
-            last = hidden[torch.arange(len(texts)), mask.sum(1) - 1]
+            hidden, _, mask = self._understanding_hidden(rows, feats[index])
+            last = hidden[torch.arange(len(rows)), mask.sum(1) - 1]
         probs = torch.softmax(self.model.lm_head(last).float(), -1)
         return torch.stack([probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)], -1)
 
@@ -351,7 +351,8 @@ class JanusAdapter(GeneratorAdapter):
         """Per-token log p(prompt | image, caption instruction), teacher-forced (GvU's reward inputs)."""
         prefix = self._fill("caption")
         n_prefix = len(self.tok(prefix, add_special_tokens=False).input_ids)
-        hidden, ids, mask = self._understanding_hidden([f"{prefix} {p}" for p in prompts], self.image_features(images))
+        rows = [self.tok(f"{prefix} {p}", add_special_tokens=False).input_ids for p in prompts]
+        hidden, ids, mask = self._understanding_hidden(rows, self.image_features(images))
         lp = torch.log_softmax(self.model.lm_head(hidden[:, :-1]).float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
         return [lp[i, n_prefix - 1: int(mask[i].sum()) - 1] for i in range(len(prompts))]
 
