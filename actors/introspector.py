@@ -12,6 +12,7 @@ import benchmarks
 from actors.checkpointed import Checkpointed
 from learners.state import State, load_rng_state, merge, rng_state
 from models.loading import JUDGE_BACKENDS, load_adapter
+from rewards.dialects import dialect
 from rewards.introspection import RUBRIC_SOURCES
 from rewards.judges import JudgeContext, build_judge, model_writer
 from rewards.rubric import RubricItem
@@ -39,7 +40,8 @@ class IntrospectorActor(Checkpointed):
         self.gen = self.ref.generator(seed)
         writer = model_writer(self.a, rubric_cfg.max_new_tokens, self.gen)
         bench = benchmarks.get(benchmark)
-        self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, rubric_cfg.retries, metadata, bench.rubric_style)
+        parse = dialect(self.a.rubric_dialect).parse
+        self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, parse, rubric_cfg.retries, metadata, bench.rubric_style)
         # reward.judge=oracle rewards the benchmark's own evaluator (RL leakage: an upper bound); built on first use
         self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {},
                                                   benchmarks.oracle(benchmark, eval_cfg), self.gen))

@@ -10,7 +10,7 @@ import benchmarks
 from driver.cli import UserError
 from models import loading
 from models.toy import EMBEDDED
-from rewards.rubric import SCHEMA_INSTRUCTION
+from rewards.dialects import dialect, token_budget
 
 
 def load_benchmark(name: str) -> benchmarks.Benchmark:
@@ -74,8 +74,10 @@ def check_prompts(adapter, metas: list[dict], where: str, max_new_tokens: int) -
     """Every prompt must fit the model's context in each of its uses (image, rubric, fallback question)."""
     if not adapter.capabilities.understanding:
         return  # an SD3/FLUX pipeline judged by another model: no rubric passes through the policy's context
+    instruction = dialect(adapter.rubric_dialect).instruction
+    budget = token_budget(adapter.rubric_dialect, max_new_tokens)
     for n, meta in enumerate(metas, start=1):
-        needed = adapter.positions_needed(meta["prompt"], SCHEMA_INSTRUCTION, max_new_tokens)
+        needed = adapter.positions_needed(meta["prompt"], instruction, budget)
         if needed > adapter.max_positions:
             raise UserError(f"{where}: prompt {n} ({meta['prompt'][:40]!r}...) needs {needed} sequence positions, "
                             f"the model has {adapter.max_positions}: shorten it (or lower rubric.max_new_tokens)")

@@ -81,8 +81,8 @@ def toy_judge_call():
     a.freeze()
     prompts = [m["prompt"] for m in load_split("test")[:8]]
     images = a.sample(prompts, 8, 3.0, 1.0, a.generator(0)).images
-    book = RUBRIC_SOURCES["introspector"](model_writer(a, 96, a.generator(0)), 1, None,
-                                          benchmarks.get("toyworld").rubric_style)
+    book = RUBRIC_SOURCES["introspector"](model_writer(a, 0, a.generator(0)), dialect(a.rubric_dialect).parse, 1,
+                                          None, benchmarks.get("toyworld").rubric_style)
     rubrics = book.get([p for p in prompts for _ in range(8)])
     asked = [(i, item.question) for i, items in enumerate(rubrics) for item in items]
     return a, np.asarray(images), [q for _, q in asked], [i for i, _ in asked]

@@ -53,7 +53,9 @@ class LatentShift:
 
 @runtime_checkable
 class Understanding(Protocol):
-    """Answers yes/no questions about images and writes text (rubrics)."""
+    """Answers yes/no questions about images and writes text (rubrics) in its `rubric_dialect` ("toy" or "chat":
+    the instruction it is given and the parser its rubrics go through, rewards/dialects.py)."""
+    rubric_dialect: str
 
     def image_features(self, images: np.ndarray):
         """Whatever `answer_probs` reuses per image (encoded once for all its questions); may be None."""

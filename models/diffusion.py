@@ -207,6 +207,10 @@ class DiffusionAdapter(GeneratorAdapter):
         return self.vlm.write(prompts, instruction, max_new_tokens, temperature, generator)
 
     @property
+    def rubric_dialect(self) -> str:
+        return self.vlm.rubric_dialect
+
+    @property
     def token_grid(self):
         return None  # no image tokens: SRUM's token-level maps do not apply (its flow loss is not wired yet)
 

@@ -57,8 +57,9 @@ class JanusAdapter(GeneratorAdapter):
     capabilities = Capabilities(understanding=True, prompt_likelihood=True, image_tokens=True, latent_search=True)
 
     def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
-                 image_joiner: str = " "):
+                 image_joiner: str = " ", rubric_dialect: str = "toy"):
         self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
+        self.rubric_dialect = rubric_dialect  # how it is asked for rubrics and how they are read (rewards/dialects.py)
         cfg = model.config
         self.n_image_tokens = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
         self.image_token = tokenizer.convert_ids_to_tokens(cfg.image_token_id)
@@ -81,16 +82,16 @@ class JanusAdapter(GeneratorAdapter):
         if device.type == "meta":
             with torch.device("meta"):
                 model = JanusForConditionalGeneration(AutoConfig.from_pretrained(path)).eval()
-            return cls(model, tokenizer, fmt["templates"], fmt["image_joiner"])
+            return cls(model, tokenizer, **fmt)
         # safetensors only: pickled .bin weights from an untrusted path could run code when loaded
         model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype, device),
                                                               use_safetensors=True).to(device).eval()
-        return cls(model, tokenizer, fmt["templates"], fmt["image_joiner"])
+        return cls(model, tokenizer, **fmt)
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
         self.tok.save_pretrained(path)
-        fmt = {"templates": self.templates, "image_joiner": self.image_joiner}
+        fmt = {"templates": self.templates, "image_joiner": self.image_joiner, "rubric_dialect": self.rubric_dialect}
         (Path(path) / ADAPTER_FILE).write_text(json.dumps(fmt, indent=1))
 
     @property

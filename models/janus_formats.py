@@ -2,7 +2,9 @@
 DeepSeek chat format (used when a checkpoint has no meta_ttrl.json, e.g. a converted Janus-Pro-1B/7B).
 
 A format is a dict of templates (`generate`, `image`, `answer`, `caption`, `write`) with the fields {prompt},
-{question}, {instruction} and {image} (one image token per vision patch, joined by `image_joiner`).
+{question}, {instruction} and {image} (one image token per vision patch, joined by `image_joiner`), and the
+`rubric_dialect` the model writes rubrics in (rewards/dialects.py): "chat" for Janus-Pro, "toy" for the toy model;
+a meta_ttrl.json without the key is a toy-format file (every one written before the key existed was).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 ADAPTER_FILE = "meta_ttrl.json"
 TEMPLATE_NAMES = ("generate", "image", "answer", "caption", "write")
+RUBRIC_DIALECTS = ("toy", "chat")  # rewards/dialects.py's DIALECTS (a test keeps the two equal)
 
 # Janus-Pro (DeepSeek's "deepseek" SFT format, empty system prompt for generation): a user turn, the assistant
 # tag, and for image generation the begin-of-image tag; an image is <boi> + 576 x <image> + <eoi>.
@@ -39,7 +42,7 @@ def janus_pro_format(tokenizer) -> dict:
         for key, value in tags.items():
             text = text.replace("{" + key + "}", value)
         templates[name] = text
-    return {"templates": templates, "image_joiner": ""}
+    return {"templates": templates, "image_joiner": "", "rubric_dialect": "chat"}
 
 
 def load_format(path: Path, tokenizer) -> dict:
@@ -55,4 +58,7 @@ def load_format(path: Path, tokenizer) -> dict:
     missing = [n for n in TEMPLATE_NAMES if n not in templates]
     if missing:
         raise ValueError(f"{file} lacks the templates {missing}; needed: {', '.join(TEMPLATE_NAMES)}")
-    return {"templates": templates, "image_joiner": fmt.get("image_joiner", " ")}
+    dialect = fmt.get("rubric_dialect", "toy")
+    if dialect not in RUBRIC_DIALECTS:
+        raise ValueError(f"{file}: rubric_dialect {dialect!r} is not one of {', '.join(RUBRIC_DIALECTS)}")
+    return {"templates": templates, "image_joiner": fmt.get("image_joiner", " "), "rubric_dialect": dialect}

@@ -40,6 +40,8 @@ def tokenizer_and_processor(path: Path):
 
 
 class QwenVLUnderstanding:
+    rubric_dialect = "chat"  # asked and read as a chat model (rewards/dialects.py)
+
     def __init__(self, model, tokenizer, image_processor, templates: dict | None = None):
         self.model, self.tok, self.proc, self.templates = model, tokenizer, image_processor, templates or CHAT
         self.merge = model.config.vision_config.spatial_merge_size

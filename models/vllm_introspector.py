@@ -72,6 +72,7 @@ def yes_no_from_logprobs(top: dict, yes_ids: list[int], no_ids: list[int], unans
 
 class VLLMIntrospector:
     capabilities = Capabilities(understanding=True, prompt_likelihood=False, image_tokens=False, latent_search=False)
+    rubric_dialect = "chat"
 
     def __init__(self, engine, templates: dict | None = None, top_logprobs: int = 20, sampling_params=None):
         """`engine`: a vllm.LLM (or anything with its `generate` and `get_tokenizer`); `sampling_params`:

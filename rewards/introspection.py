@@ -12,6 +12,12 @@ from typing import Callable
 
 from rewards.rubric import RubricItem, RubricParseError, parse_rubric, rubric_from_metadata
 
+Parser = Callable[[str], tuple[list[RubricItem], int]]  # text -> (items, lines refused) (rewards/dialects.py)
+
+
+def parse_strictly(text: str) -> tuple[list[RubricItem], int]:
+    return parse_rubric(text), 0  # the toy form: one bad item refuses the text
+
 MAX_ITEMS = 16
 
 
@@ -23,7 +29,8 @@ def validate(items: list[RubricItem]) -> list[RubricItem]:
     """A usable rubric: 1..MAX_ITEMS items, at least one object question. A question asked twice with the same
     target is kept once; one asked with both targets is contradictory and dropped entirely (the rest of the
     rubric is still good: measured, the toy introspector writes "is A above B ? no" for the converse of a
-    spatial question in ~25% of position prompts)."""
+    spatial question in ~25% of position prompts). Items past MAX_ITEMS are dropped (a chat model asked for
+    at most 16 may write 20: the first 16 are a rubric, a one-question fallback would not be)."""
     targets: dict[str, set[str]] = {}
     for item in items:
         targets.setdefault(item.question, set()).add(item.target)
@@ -32,8 +39,9 @@ def validate(items: list[RubricItem]) -> list[RubricItem]:
         if len(targets[item.question]) == 1 and item.question not in seen:
             kept.append(item)
             seen.add(item.question)
-    if not 1 <= len(kept) <= MAX_ITEMS:
-        raise RubricParseError(f"rubric has {len(kept)} usable items; expected 1..{MAX_ITEMS}")
+    if not kept:
+        raise RubricParseError("rubric has no usable items")
+    kept = kept[:MAX_ITEMS]
     if not any(i.dimension == "object" for i in kept):
         raise RubricParseError("rubric has no object question")
     return kept
@@ -47,10 +55,11 @@ class RubricBook:
     """Rubrics per prompt, written once (the introspector is frozen) and cached."""
 
     def __init__(self, writer: Writer | None, retries: int = 1, metadata: dict[str, dict] | None = None,
-                 style: str = "toy"):
+                 style: str = "toy", parse: Parser = parse_strictly):
         if writer is None and metadata is None:
             raise ValueError("a rubric book needs a writer (source=introspector) or metadata (source=metadata)")
         self.writer, self.retries, self.metadata, self.style = writer, retries, metadata, style  # style: metadata's
+        self.parse = parse  # the writer's dialect's parser (rewards/dialects.py)
         self.cache: dict[str, list[RubricItem]] = {}
         self.counts = Counter()  # written, retried, repaired (duplicates dropped), fallback
 
@@ -74,12 +83,12 @@ class RubricBook:
             failed = []
             for prompt, text in zip(todo, self.writer(todo, attempt)):
                 try:
-                    parsed = parse_rubric(text)
+                    parsed, refused = self.parse(text)
                     done[prompt] = validate(parsed)
                 except RubricParseError:
                     failed.append(prompt)
                     continue
-                if len(done[prompt]) != len(parsed):
+                if refused or len(done[prompt]) != len(parsed):  # lines refused, duplicates or extras dropped
                     self.counts["repaired"] += 1
             todo = failed
         for prompt in todo:
@@ -96,9 +105,9 @@ class RubricBook:
         self.counts = Counter(state["counts"])
 
 
-# rubric.source: who writes the rubrics -> (model writer, retries, metadata, style) -> RubricBook; style is the
-# benchmark's (rewards/rubric.py: "toy" for the toy model, "english" for a real VLM)
+# rubric.source: who writes the rubrics -> (model writer, its parser, retries, metadata, style) -> RubricBook;
+# style is the benchmark's (rewards/rubric.py: "toy" for the toy model, "english" for a real VLM)
 RUBRIC_SOURCES = {
-    "introspector": lambda writer, retries, metadata, style: RubricBook(writer, retries),  # the frozen model
-    "metadata": lambda writer, retries, metadata, style: RubricBook(None, retries, metadata, style),  # GenEval metadata
+    "introspector": lambda writer, parse, retries, metadata, style: RubricBook(writer, retries, parse=parse),
+    "metadata": lambda writer, parse, retries, metadata, style: RubricBook(None, retries, metadata, style),
 }

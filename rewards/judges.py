@@ -28,15 +28,19 @@ import torch
 
 from rewards.introspection import RubricBook, Writer, fallback_rubric
 from rewards.regions import isolate, segment
-from rewards.rubric import SCHEMA_INSTRUCTION
+from rewards.dialects import dialect, token_budget
 from rewards.scoring import groups_swapped, gvu_rewards, question_scores, rubric_rewards
 from rewards.srum import region_scores, reward_map, to_score
 
 
 def model_writer(adapter, max_new_tokens: int, generator: torch.Generator) -> Writer:
-    """Rubric writing by a model (RubricBook's writer): greedy first, sampled on retries."""
+    """Rubric writing by a model (RubricBook's writer) in its dialect's instruction and budget (0: the dialect's
+    own): greedy first, sampled on retries."""
+    instruction, budget = dialect(adapter.rubric_dialect).instruction, token_budget(adapter.rubric_dialect,
+                                                                                    max_new_tokens)
+
     def write(prompts: list[str], attempt: int) -> list[str]:
-        return adapter.write(prompts, SCHEMA_INSTRUCTION, max_new_tokens, temperature=0.0 if attempt == 0 else 1.0,
+        return adapter.write(prompts, instruction, budget, temperature=0.0 if attempt == 0 else 1.0,
                              generator=generator)
     return write
 

@@ -113,11 +113,11 @@ class RolloutConfig:
 class RubricConfig:
     source: str = "introspector"  # introspector (the frozen model writes it) | metadata (GenEval-format builder)
     retries: int = 1  # extra attempts (sampled, not greedy) before the one-question fallback
-    max_new_tokens: int = 96
+    max_new_tokens: int = 0  # the rubric's token budget; 0: the writer's dialect's own (toy 96, chat 384)
 
     def __post_init__(self):
         one_of("rubric.source", self.source, RUBRIC_SOURCES)
-        at_least("rubric", self, retries=0, max_new_tokens=1)
+        at_least("rubric", self, retries=0, max_new_tokens=0)
 
 
 @dataclass
