@@ -11,11 +11,12 @@ TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
            "srum": ["reward.judge=srum", "trainer.algorithm=srum"],
            "vqa_rubric": ["reward.judge=vqa_rubric", "reward.vqa_path={vqa_path}"],
            "e_ttrl": ["reward.judge=rubric", "reward.model_path={external}"],
-           "oracle_grpo": ["reward.judge=oracle"]}
+           "oracle_grpo": ["reward.judge=oracle"],
+           "reward_model": ["reward.judge=reward_model", "reward.model_path={external}"]}
 # reward controls (rewards/judges.py) and Meta-TTRL on rubrics built from the prompt's metadata
 CONTROLS = {"random": ["reward.judge=random"], "shuffled": ["reward.judge=shuffled"],
             "metadata_rubric": ["reward.judge=rubric", "rubric.source=metadata"]}
-NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external"}  # method -> the argument it cannot run without
+NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external", "reward_model": "external"}  # method -> the argument it cannot run without
 MILR_SAMPLES = 2  # images per MILR step: the fewest a REINFORCE baseline works with, so K can be largest
 
 

@@ -1,6 +1,6 @@
 """The judges a reward server (rewards/server.py) serves, behind its wire format (items {"prompt", "image"} -> one
 float each): a benchmark's own evaluator (the toy world's oracle by default), and an external model's rubric judge
-(E-TTRL's judge outside the cluster)."""
+(E-TTRL's judge outside the cluster) and alignment rating (the external reward model's row)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import benchmarks
 from driver.inputs import EvalSet, load_adapter, load_benchmark, load_prompts
 from driver.preflight import check_evaluation
 from rewards import wire
+from rewards.dialects import dialect
 from rewards.introspection import RubricBook
-from rewards.judges import RubricJudge, model_writer
+from rewards.judges import AlignmentJudge, RubricJudge, model_writer
 from rewards.server import RewardServer, is_loopback
 
 
@@ -29,24 +30,28 @@ def oracle_method(evaluator: benchmarks.Evaluator, metadata: dict[str, dict]):
     return judge
 
 
-def rubric_method(model_path: str, threads: int):
-    """An external model's rubric judge (rewards.judges.RubricJudge): it writes each prompt's rubric (cached) and
-    answers it, Eq. 5-6."""
+def model_methods(model_path: str, threads: int) -> dict:
+    """An external model's judges: `rubric` (rewards.judges.RubricJudge: it writes each prompt's rubric, cached, and
+    answers it, Eq. 5-6) and `reward_model` (rewards.judges.AlignmentJudge: P(yes) to one alignment question)."""
     torch.set_num_threads(threads)
     adapter = load_adapter(model_path)
-    judge = RubricJudge(RubricBook(model_writer(adapter, 96, adapter.generator(0))), adapter)
+    spoken = dialect(adapter.rubric_dialect)
+    book = RubricBook(model_writer(adapter, 0, adapter.generator(0)), parse=spoken.parse)
+    judges = {"rubric": RubricJudge(book, adapter), "reward_model": AlignmentJudge(adapter, spoken.alignment_question)}
     size = (adapter.image_size, adapter.image_size, 3)
 
-    def serve(items: list) -> list[float]:
-        if not all(isinstance(i, dict) and isinstance(i.get("prompt"), str) and i["prompt"] for i in items):
-            raise wire.WireError("each item needs a non-empty 'prompt' string and an 'image'")
-        images = [wire.decode_image(i.get("image")) for i in items]
-        if any(im.shape != size for im in images):
-            raise wire.WireError(f"the model judges {size[0]} x {size[1]} RGB images, got {images[0].shape}...")
-        images = np.stack(images)
-        with torch.no_grad():
-            return judge(SimpleNamespace(prompts=[i["prompt"] for i in items], images=images)).rewards.tolist()
-    return serve
+    def serving(judge):
+        def serve(items: list) -> list[float]:
+            if not all(isinstance(i, dict) and isinstance(i.get("prompt"), str) and i["prompt"] for i in items):
+                raise wire.WireError("each item needs a non-empty 'prompt' string and an 'image'")
+            images = [wire.decode_image(i.get("image")) for i in items]
+            if any(im.shape != size for im in images):
+                raise wire.WireError(f"the model judges {size[0]} x {size[1]} RGB images, got {images[0].shape}...")
+            with torch.no_grad():
+                batch = SimpleNamespace(prompts=[i["prompt"] for i in items], images=np.stack(images))
+                return judge(batch).rewards.tolist()
+        return serve
+    return {name: serving(judge) for name, judge in judges.items()}
 
 
 def build_server(cfg) -> RewardServer:
@@ -67,6 +72,6 @@ def build_server(cfg) -> RewardServer:
     handlers = {"oracle": oracle_method(bench.evaluator(cfg.eval), {m["prompt"]: m for m in metas})} \
         if bench.evaluator else {}
     if cfg.model:
-        handlers["rubric"] = rubric_method(cfg.model, cfg.threads)
+        handlers |= model_methods(cfg.model, cfg.threads)
     return RewardServer(handlers, cfg.host, cfg.port, secret or None, int(cfg.max_mb * 2**20),
                         max_batch=cfg.max_batch, batch_window_s=cfg.batch_window_ms / 1000)

@@ -8,7 +8,8 @@
 Methods (items {"prompt": str, "image": {"shape", "data"}}, one float back per item): `oracle`, the evaluator of
 `benchmark` (default: the toy world's pixel oracle, 1.0 if the image is correct for the prompt, else 0.0; others
 need their eval.* model directories) on the prompts of its splits or of `prompts=<file in its format>`; with `model=<dir>`, `rubric`: that model writes each prompt's rubric (cached) and
-answers it, Eq. 5-6 (E-TTRL's judge outside the cluster: the job's `reward.judge=server`). The
+answers it, Eq. 5-6 (E-TTRL's judge outside the cluster: the job's `reward.judge=server`), and `reward_model`: its
+P(yes) to one question, does the image match the prompt (an external reward model). The
 secret is read from the environment variable named by `secret_env` (never from the command line, where `ps`
 would show it).
 """

@@ -219,10 +219,12 @@ class Dialect:
     instruction: str
     max_new_tokens: int  # the budget when rubric.max_new_tokens is 0
     parse: Callable[[str], tuple[list[RubricItem], int]]  # text -> (items, lines refused); raises when unreadable
+    alignment_question: str  # reward.judge=reward_model's one question per image ({prompt} filled in)
 
 
-DIALECTS = {"toy": Dialect(SCHEMA_INSTRUCTION, 96, parse_strictly),
-            "chat": Dialect(CHAT_INSTRUCTION, CHAT_MAX_NEW_TOKENS, parse_chat_text)}
+DIALECTS = {"toy": Dialect(SCHEMA_INSTRUCTION, 96, parse_strictly, "does the image show : {prompt} ?"),
+            "chat": Dialect(CHAT_INSTRUCTION, CHAT_MAX_NEW_TOKENS, parse_chat_text,
+                            'Does this image match the description "{prompt}"?')}
 
 
 def dialect(name: str) -> Dialect:

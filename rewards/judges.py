@@ -118,6 +118,24 @@ class GvUJudge:
         return Scored(gvu_rewards(logprobs), [False] * len(batch.prompts))
 
 
+class AlignmentJudge:
+    """An external reward model's rating of prompt-image alignment, the judge of Meta-TTRL's RL-leakage row (there
+    UnifiedReward): one holistic question per image, `question` with the prompt filled in, and the reward is Eq. 5's
+    score of "yes", P(yes) / (P(yes) + P(no)) (a yes/no reading of an alignment rating, as VQAScore takes it)."""
+
+    def __init__(self, answerer, question: str, chunk: int = 256):
+        self.answerer, self.question, self.chunk = answerer, question, chunk
+
+    @torch.no_grad()
+    def __call__(self, batch) -> Scored:
+        n, c = len(batch.prompts), self.chunk
+        questions = [self.question.format(prompt=p) for p in batch.prompts]
+        features = self.answerer.image_features(batch.images)
+        probs = torch.cat([self.answerer.answer_probs(batch.images, questions[s: s + c], list(range(s, min(n, s + c))),
+                                                      features) for s in range(0, n, c)])
+        return Scored(question_scores(probs.float(), torch.ones(n, dtype=torch.bool)), [False] * n)
+
+
 class OracleJudge:
     """`evaluate(image, metadata) -> bool` of a benchmark, on prompts with metadata."""
 
@@ -211,6 +229,8 @@ JUDGES: dict[str, JudgeKind] = {
     "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.token_grid), judge_needs=("understanding",),
                       policy_needs=("image_tokens",)),
     "gvu": JudgeKind(lambda c: GvUJudge(c.model), judge_needs=("prompt_likelihood",)),
+    "reward_model": JudgeKind(lambda c: AlignmentJudge(c.model, dialect(c.model.rubric_dialect).alignment_question),
+                              judge_needs=("understanding",)),  # reward.model_path: the external reward model
     "oracle": JudgeKind(lambda c: OracleJudge(c.metadata, c.evaluate)),
     "server": JudgeKind(_server),
     "random": JudgeKind(lambda c: RandomJudge(c.generator)),

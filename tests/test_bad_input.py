@@ -50,7 +50,7 @@ ROWS = [  # (overrides, message)
     (["guard.max_flat_groups=2"], "guard.max_flat_groups is a fraction in [0, 1], got 2.0"),
     (["run.wandb=off"], "run.wandb 'False' is not one of: auto, online, offline, disabled"),
     (["run.resume=auto"], "run.resume needs run.dir: the directory of the run to continue"),
-    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, oracle, server, random, shuffled"),
+    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, reward_model, oracle, server, random, shuffled"),
     (["trainer.algorithm=ppo"], "trainer.algorithm 'ppo' is not one of: grpo, srum"),
     (["sync.timeout_s=700"], "trainer.restart_timeout_s (600) must exceed sync.timeout_s (700)"),
     (["resources.rollout.strategy=TIGHT"], "resources.rollout.strategy 'TIGHT' is not one of"),
@@ -58,6 +58,7 @@ ROWS = [  # (overrides, message)
     (["trainer.algorithm=srum"], "trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum"),
     (["reward.model_path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),
     (["reward.judge=vqa_rubric"], "reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory"),
+    (["reward.judge=reward_model"], "reward.judge=reward_model needs reward.model_path: the external reward model"),
     (["reward.judge=vqa_rubric", "reward.vqa_path={broken}"], "reward.vqa_path '{broken}' could not be loaded as a "
                                                               "GIT model"),
     (["reward.judge=server", "reward.server=localhost:5555"], "reward.judge=server needs reward.server=tcp://"),

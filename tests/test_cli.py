@@ -85,14 +85,15 @@ def model_dirs(tmp_path_factory):
 
 @pytest.mark.parametrize("config, layout", [("janus_pro_7b", "janus_pro"), ("janus_pro_1b", "janus_pro"),
                                             ("qwen_image", "qwen_image"), ("flux_dev", "flux"),
-                                            ("sd35_medium", "sd3")])
+                                            ("sd35_medium", "sd3"), ("janus_pro_7b,gvu_posttrain", "janus_pro")])
 def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     """Each launch/configs/*.yaml is a valid layer for its model kind: keys, strategy, placement arithmetic,
     the judge's understanding (the CLIP/T5 pipelines need model.understanding_path, and say so)."""
     from driver.cli import UserError, parse_config
     from driver.preflight import check_job
     from launch.configs.meta_ttrl import MetaTTRLConfig
-    argv = [f"config={ROOT / 'launch' / 'configs' / config}.yaml", f"model.path={model_dirs[layout]}"]
+    argv = [f"config={ROOT / 'launch' / 'configs' / layer}.yaml" for layer in config.split(",")]  # layered
+    argv.append(f"model.path={model_dirs[layout]}")
     if layout in ("flux", "sd3"):
         with pytest.raises(UserError, match="set model.understanding_path="):
             check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
@@ -100,4 +101,4 @@ def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     adapter = check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
     assert adapter.max_positions > 0
     assert sorted(p.stem for p in (ROOT / "launch" / "configs").glob("*.yaml")) == [
-        "flux_dev", "janus_pro_1b", "janus_pro_7b", "qwen_image", "sd35_medium"]  # a new config gets a row here
+        "flux_dev", "gvu_posttrain", "janus_pro_1b", "janus_pro_7b", "qwen_image", "sd35_medium"]  # a new one: a row

@@ -3,6 +3,7 @@ reward of the RL-leakage upper bound."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,20 +116,21 @@ def test_control_judges_ignore_the_images_and_keep_the_batchs_rewards(toy_batch)
 def test_server_judge_scores_through_the_reward_server(toy_batch):
     """E-TTRL behind the reward server: the served rubric judge (an external model; here the toy model) gives
     the same rewards as the same judge in-process."""
-    from driver.reward_methods import rubric_method
+    from driver.reward_methods import model_methods
     from launch.configs.meta_ttrl import ROOT
     from rewards.client import RewardClient
+    from rewards.dialects import DIALECTS
     from rewards.introspection import RubricBook
-    from rewards.judges import RubricJudge, ServerJudge, model_writer
+    from rewards.judges import AlignmentJudge, RubricJudge, ServerJudge, model_writer
     from rewards.server import RewardServer
 
     adapter, _, batch = toy_batch
     path = str(ROOT / "models" / "toy_umm")
-    server = RewardServer({"rubric": rubric_method(path, 1), "bad": lambda items: ["x"] * len(items)},
-                          port=0).start()
+    server = RewardServer(model_methods(path, 1) | {"bad": lambda items: ["x"] * len(items)}, port=0).start()
     client = RewardClient(f"tcp://127.0.0.1:{server.port}", timeout_s=60)
     try:
         served = ServerJudge(client, "rubric")(batch)
+        rated = ServerJudge(client, "reward_model")(batch)
         with pytest.raises(ValueError, match="answered non-numbers"):
             ServerJudge(client, "bad")(batch)
     finally:
@@ -136,6 +138,31 @@ def test_server_judge_scores_through_the_reward_server(toy_batch):
         server.stop()
     local = RubricJudge(RubricBook(model_writer(adapter, 96, torch.Generator().manual_seed(0))), adapter)(batch)
     assert torch.allclose(served.rewards, local.rewards, atol=1e-5) and served.fallback == [False] * 4
+    local = AlignmentJudge(adapter, DIALECTS["toy"].alignment_question)(batch)
+    assert torch.allclose(rated.rewards, local.rewards, atol=1e-5) and not torch.allclose(rated.rewards, served.rewards)
+
+
+def test_reward_model_judge_by_hand():
+    """P(yes) / (P(yes) + P(no)) of one question per image, the prompt filled into the dialect's question."""
+    from types import SimpleNamespace
+
+    from rewards.judges import AlignmentJudge
+
+    class Rater:
+        asked = None
+
+        def image_features(self, images):
+            return "features"
+
+        def answer_probs(self, images, questions, image_index, features):
+            self.asked = (questions, image_index, features)
+            return torch.tensor([[0.6, 0.2], [0.1, 0.3], [0.0, 0.0]])[image_index]
+
+    rater = Rater()
+    batch = SimpleNamespace(prompts=["a cat", "a dog", "a cow"], images=np.zeros((3, 4, 4, 3), np.uint8))
+    scored = AlignmentJudge(rater, "Does it show {prompt}?", chunk=2)(batch)
+    assert scored.rewards.tolist() == pytest.approx([0.75, 0.25, 0.0]) and scored.fallback == [False] * 3
+    assert rater.asked == (["Does it show a cow?"], [2], "features")  # the second chunk of two
 
 
 def test_pick_best_by_hand():

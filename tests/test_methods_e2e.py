@@ -70,6 +70,14 @@ def test_vqa_scored_rubric_and_e_ttrl_external_model(ray_local, tmp_path, tiny_g
     assert 0 < m["reward_mean"] < 1  # the GIT's answers: random weights, probabilities strictly inside (0, 1)
 
 
+def test_external_reward_model_judge_rates_alignment(ray_local, tmp_path, tiny_adapter):
+    """reward.judge=reward_model: the external model (reward.model_path) rates each image with one question; no
+    rubric is written."""
+    tiny_adapter.save_pretrained(tmp_path / "rater")
+    _, metrics = run_job(tmp_path, ["reward.judge=reward_model", f"reward.model_path={tmp_path / 'rater'}"])
+    assert not any(metrics[0]["rubric"].values()) and 0 < metrics[0]["reward_mean"] < 1
+
+
 def test_milr_searches_latents_and_scores_the_best_image(ray_local, capsys):
     from launch import milr
 

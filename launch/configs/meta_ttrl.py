@@ -126,7 +126,8 @@ class RewardConfig:
     # | srum: rubric reward as global score plus per-region local scores, as dense maps (for trainer.algorithm=srum)
     # | gvu: the prompt's likelihood as a caption of the image | oracle: the toy world's evaluator (RL leakage: an
     # upper bound, not test-time legal) | server: whatever a reward server's method returns | random, shuffled:
-    # reward controls (uniform noise; the rubric rewards of another prompt's group) (rewards/judges.py)
+    # reward controls (uniform noise; the rubric rewards of another prompt's group) | reward_model: an external
+    # reward model (reward.model_path) rating prompt-image alignment, P(yes) to one question (rewards/judges.py)
     judge: str = "rubric"
     model_path: str = ""  # the judge model (Janus layout); "" = the policy's own frozen copy, else E-TTRL
     vqa_path: str = ""  # GIT directory (Hugging Face layout) answering the rubric, for judge=vqa_rubric
@@ -152,6 +153,9 @@ class RewardConfig:
         if self.backend == "vllm" and not self.model_path:
             raise UserError("reward.backend=vllm needs reward.model_path: a VLM directory vLLM serves "
                             "(e.g. Qwen2.5-VL)")
+        if self.judge == "reward_model" and not self.model_path:
+            raise UserError("reward.judge=reward_model needs reward.model_path: the external reward model's directory "
+                            "(a VLM that answers yes/no: Janus layout, Qwen2.5-VL)")
         if self.judge == "vqa_rubric" and not self.vqa_path:
             raise UserError("reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory")
         if self.judge == "server" and not self.server.startswith(("tcp://", "ipc://")):
