@@ -13,6 +13,7 @@ from actors.evaluation_sampling import EvaluationSampling
 from learners.state import State, load_rng_state, merge, rng_state
 from models.loading import load_adapter
 from rollout import milr
+from rollout.milr_reasoning import search_reasoned
 from rollout.batch import RolloutBatch
 
 
@@ -56,11 +57,14 @@ class RolloutActor(Checkpointed, EvaluationSampling):
     def milr(self, prompts: list[str], settings, introspector, guidance: float, temperature: float) -> list:
         """MILR's latent search for these prompts (rollout.milr.search), judged by `introspector`; the weights
         are not touched. Returns one rollout.milr.Found per prompt."""
+        settings = settings.resolved()
+
         def judge(row_prompts, out):
             batch = RolloutBatch(row_prompts, out.tokens, out.logprobs, out.images, self.version, settings.samples)
             return ray.get(introspector.rewards.remote(batch))
+        run = search_reasoned if settings.variant == "paper" else milr.search
         with torch.enable_grad():
-            return milr.search(self.a, prompts, judge, settings, guidance, temperature, self.gen)[0]
+            return run(self.a, prompts, judge, settings, guidance, temperature, self.gen)[0]
 
     def state(self) -> State:
         """Sampling RNG and version (the weights are the learner's: a resume re-sends them)."""

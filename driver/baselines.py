@@ -5,6 +5,7 @@ kept images are scored by the benchmark's own evaluator (data.benchmark; actors/
 from __future__ import annotations
 
 import ray
+from omegaconf import OmegaConf
 
 import benchmarks
 from actors.job import MetaTTRLJob
@@ -60,9 +61,10 @@ def milr(job, metas: list[dict], cfg) -> dict:
     """Chunks of prompts dealt round-robin to the rollout actors (each paired with an introspector that judges its
     searches); per category and overall, the evaluator's score of each prompt's found image, and the search's cost."""
     r, n = cfg.rollout, cfg.prompts_per_call
+    settings = OmegaConf.to_object(cfg.milr).resolved()  # the variant's values for what the command left unset
     chunks = [metas[i: i + n] for i in range(0, len(metas), n)]
     refs = [job.rollouts[k % len(job.rollouts)].milr.remote(
-        [m["prompt"] for m in chunk], cfg.milr, job.introspectors[k % len(job.introspectors)], r.guidance,
+        [m["prompt"] for m in chunk], settings, job.introspectors[k % len(job.introspectors)], r.guidance,
         r.temperature) for k, chunk in enumerate(chunks)]
     kept, records, steps, early = [], [], [], []
     for chunk, found in zip(chunks, ray.get(refs)):
@@ -71,6 +73,6 @@ def milr(job, metas: list[dict], cfg) -> dict:
             records.append(meta)
             steps.append(f.steps)
             early.append(f.stopped_early)
-    return kept_table(job, kept, records) | {"samples": sum(steps) * cfg.milr.samples,
+    return kept_table(job, kept, records) | {"samples": sum(steps) * settings.samples,
                                              "mean_steps": sum(steps) / len(steps),
                                              "stopped_early": sum(early) / len(early)}

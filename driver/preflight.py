@@ -27,6 +27,10 @@ def check_job(cfg, policy_needs: tuple[str, ...] = (), method: str = ""):
     capabilities `method` needs of the policy besides the judge's (e.g. MILR's latent search)."""
     policy = load_adapter(cfg.model.path, device="meta", understanding=cfg.model.understanding_path)
     missing = [c for c in policy_needs if not getattr(policy.capabilities, c)]
+    if missing == ["reasoning"]:
+        raise UserError(f"{method} as published (milr.variant=paper) needs a model that writes reasoning before the "
+                        f"image (a 'reason' template: Janus-Pro's format has one); {cfg.model.path} has none: use "
+                        f"milr.variant=ours")
     if missing:
         raise UserError(f"{method} optimises a token model's latents (the Janus adapter); {cfg.model.path} is a "
                         f"{backend_of(cfg.model.path)} model")

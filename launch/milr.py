@@ -1,9 +1,13 @@
 """MILR: test-time latent search, no weight update (rollout/milr.py). Each prompt's latents (the first
 lambda_t of its text tokens and lambda_v of its image tokens) move by REINFORCE under the judge's reward until
-one image scores above the threshold or K steps pass; the best image found is scored by the oracle.
+one image scores above the threshold or K steps pass; the image kept is scored by the oracle.
+`milr.variant=paper` is MILR as published (the model's reasoning text, last-layer latents, the l2 term, one sample
+per step, the final image; a model with a reasoning template such as Janus-Pro); `ours` (the default, the one the
+toy model can run) moves the prompt's input embeddings, 2 samples a step, keeps the best image.
 Prompts are dealt to the rollout actors (embarrassingly parallel), each judged by an introspector.
 
-    python launch/milr.py [milr.steps=20] [milr.samples=2] [milr.strategy=joint|alternating|text_then_image]
+    python launch/milr.py [milr.variant=ours|paper] [milr.steps=20] [milr.samples=<variant's>] [milr.l2=<variant's>]
+                          [milr.strategy=joint|alternating|text_then_image|text_only|image_only]
                           [reward.judge=rubric|gvu|oracle] [data.split=test] [key=value ...]
 
 Every key of launch/meta_ttrl.py applies; the last line printed is one JSON object: {"overall", "per_tag",
@@ -27,8 +31,9 @@ from launch.configs.meta_ttrl import MILRConfig
 
 def run(argv: list[str]) -> dict:
     cfg = parse_config(MILRConfig, argv, "launch/milr.py", __doc__)
-    return baselines.without_training(cfg, lambda job, metas: baselines.milr(job, metas, cfg),
-                                      policy_needs=("latent_search",), method="MILR")
+    needs = ("latent_search", "reasoning") if cfg.milr.variant == "paper" else ("latent_search",)
+    return baselines.without_training(cfg, lambda job, metas: baselines.milr(job, metas, cfg), policy_needs=needs,
+                                      method="MILR")
 
 
 def main(argv: list[str]) -> None:

@@ -29,6 +29,7 @@ class Capabilities:
     prompt_likelihood: bool  # `prompt_logprobs(images, prompts)`: GvU's reward
     image_tokens: bool  # discrete image tokens on `token_grid`: SRUM's token-level reward maps
     latent_search: bool  # a `LatentShift` in `sample` / `image_logprobs`, `prompt_lengths`, `latent_width`: MILR
+    reasoning: bool = False  # writes reasoning text before the image (models/janus_reasoning.py): MILR as published
 
 
 @dataclass

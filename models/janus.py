@@ -9,6 +9,7 @@ that same distribution, so importance ratios are exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from transformers import AutoConfig, AutoTokenizer, JanusForConditionalGeneratio
 from models.adapter import (Capabilities, GeneratorAdapter, ImageSamples, LatentShift, answer_token_ids,
                             first_difference, resolve_device, resolve_dtype, to_uint8)
 from models.janus_formats import ADAPTER_FILE, load_format
+from models.janus_reasoning import ReasoningPhase
 
 
 # The image-generation path of a Janus model: what test-time RL of the generator trains.
@@ -53,13 +55,14 @@ def check_janus_dir(path: Path) -> None:
             raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
 
 
-class JanusAdapter(GeneratorAdapter):
+class JanusAdapter(ReasoningPhase, GeneratorAdapter):
     capabilities = Capabilities(understanding=True, prompt_likelihood=True, image_tokens=True, latent_search=True)
 
     def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
                  image_joiner: str = " ", rubric_dialect: str = "toy"):
         self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
         self.rubric_dialect = rubric_dialect  # how it is asked for rubrics and how they are read (rewards/dialects.py)
+        self.capabilities = dataclasses.replace(type(self).capabilities, reasoning="reason" in templates)
         cfg = model.config
         self.n_image_tokens = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
         self.image_token = tokenizer.convert_ids_to_tokens(cfg.image_token_id)
@@ -228,6 +231,9 @@ class JanusAdapter(GeneratorAdapter):
         """Teacher-forced per-token log-probs under the guided distribution that sampled them (with grad, also
         with respect to a MILR `shift` of the conditional rows)."""
         ids, uncond, mask = self.generation_prompts(prompts)
+        return self._guided_logprobs(ids, uncond, mask, image_tokens, guidance, temperature, shift)
+
+    def _guided_logprobs(self, ids, uncond, mask, image_tokens, guidance, temperature, shift) -> torch.Tensor:
         image_tokens = image_tokens.to(self.device)
         both = self.image_logits(torch.cat([ids, uncond]), torch.cat([mask, mask]), image_tokens.repeat(2, 1),
                                  shift)
@@ -242,15 +248,23 @@ class JanusAdapter(GeneratorAdapter):
         (one row per sampled image) moves MILR's latents."""
         prompts = [p for p in prompts for _ in range(n)]
         ids, uncond, mask = self.generation_prompts(prompts)
-        b, shift = len(prompts), shift or LatentShift()
+        shift = shift or LatentShift()
         mask2 = torch.cat([mask, mask])
-        out = self._lm(self._embed_prompts(torch.cat([ids, uncond]), mask2, shift.text), mask2, past=_new_cache())
+        embeds = self._embed_prompts(torch.cat([ids, uncond]), mask2, shift.text)
+        return self._sample_codes(embeds, mask2, guidance, temperature, generator, shift.image)
+
+    @torch.no_grad()
+    def _sample_codes(self, embeds: torch.Tensor, mask2: torch.Tensor, guidance: float, temperature: float,
+                      generator: torch.Generator | None, image_shift: torch.Tensor | None) -> ImageSamples:
+        """The image-token loop after the (conditional; unconditional) context `embeds` (2B rows, left-padded)."""
+        out = self._lm(embeds, mask2, past=_new_cache())
+        b = len(embeds) // 2
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
         tokens = torch.empty(b, self.n_image_tokens, dtype=torch.long, device=self.device)
         logprobs = torch.empty(b, self.n_image_tokens, device=self.device)
         for t in range(self.n_image_tokens):
-            if shift.image is not None and t < shift.image.shape[1]:
-                hidden = self._shift_image(hidden[:, None], shift.image[:, t: t + 1])[:, 0]
+            if image_shift is not None and t < image_shift.shape[1]:
+                hidden = self._shift_image(hidden[:, None], image_shift[:, t: t + 1])[:, 0]
             logits = self.model.model.generation_head(hidden)
             lp = self.guide(logits[:b], logits[b:], guidance, temperature)
             tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1)

@@ -1,7 +1,8 @@
 """Prompt formats of Janus-layout checkpoints: the toy model's (stored with it in meta_ttrl.json) and Janus-Pro's
 DeepSeek chat format (used when a checkpoint has no meta_ttrl.json, e.g. a converted Janus-Pro-1B/7B).
 
-A format is a dict of templates (`generate`, `image`, `answer`, `caption`, `write`) with the fields {prompt},
+A format is a dict of templates (`generate`, `image`, `answer`, `caption`, `write`; optionally `reason`, MILR's
+reasoning phase) with the fields {prompt},
 {question}, {instruction} and {image} (one image token per vision patch, joined by `image_joiner`), and the
 `rubric_dialect` the model writes rubrics in (rewards/dialects.py): "chat" for Janus-Pro, "toy" for the toy model;
 a meta_ttrl.json without the key is a toy-format file (every one written before the key existed was).
@@ -24,6 +25,9 @@ JANUS_PRO = {
     "answer": "{bos}<|User|>: {boi}{image}{eoi}\n{question} Answer yes or no.\n\n<|Assistant|>:",
     "caption": "{bos}<|User|>: {boi}{image}{eoi}\nDescribe the image in one sentence.\n\n<|Assistant|>:",
     "write": "{bos}<|User|>: {instruction}\n{prompt}\n\n<|Assistant|>:",
+    # MILR's reasoning phase (models/janus_reasoning.py): the reasoning follows, then BOI and the image (our wording)
+    "reason": "{bos}<|User|>: {prompt}\nFirst describe in detail the image you will draw, then draw it.\n\n"
+              "<|Assistant|>:",
 }
 JANUS_PRO_SPECIALS = ("<|User|>", "<|Assistant|>")
 

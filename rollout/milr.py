@@ -1,17 +1,25 @@
 """MILR (DESIGN.md §1): test-time search in latent space, no weight update. Pure pieces: which token positions
-are optimised, the REINFORCE surrogate whose gradient moves the latents, and the search loop's stopping rule.
+are optimised, the REINFORCE surrogate whose gradient moves the latents, the l2 term, and the stopping rule.
 
-The latents are the last-layer hidden states of the first `lambda_t` (0.2) of the text tokens and the first
-`lambda_v` (0.02) of the image tokens; Adam (lr 0.03) maximises E[r] by REINFORCE, up to K = 20 steps, stopping as
-soon as the reward passes the threshold. Strategies: joint (both sets each step), alternating (text on even
-steps, image on odd) and text-then-image (text for the first half of the steps, image after).
+Two variants (`MILRSettings.variant`):
+- `paper`, MILR as published (Eq. 1-6, Fig. 10, App. A.4; rollout/milr_reasoning.py): the model writes reasoning
+  text, then the image; the latents are the last-layer states of the first `lambda_t` (0.2) of the reasoning
+  tokens (decoded to tokens, the reasoning finished from them) and of the first `lambda_v` (0.02) of the image
+  tokens; loss -r log p(outputs | latents) + 0.05 ||z - z_init||^2; one sample per step; the final image returned.
+- `ours`, this project's earlier reading, kept for comparison (the toy model writes no reasoning): the text latents
+  shift the input embeddings of the first 20% of the prompt's tokens, 2 samples a step with their mean reward as
+  baseline, no l2 term, the best image seen returned.
+Both: Adam (lr 0.03), up to K = 20 steps, stopping once the reward passes the threshold. Strategies: joint (both
+sets each step), alternating (text on even steps, image on odd), text_then_image (text for the first half of the
+steps, image after), text_only and image_only (the paper's "w/o image" and "w/o text" ablations).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -23,6 +31,8 @@ STRATEGIES: dict[str, Callable[[int, int], tuple[bool, bool]]] = {
     "joint": lambda step, steps: (True, True),  # both sets every step
     "alternating": lambda step, steps: (step % 2 == 0, step % 2 == 1),  # text on even steps, image on odd
     "text_then_image": lambda step, steps: (step < steps // 2, step >= steps // 2),  # text first half, image after
+    "text_only": lambda step, steps: (True, False),  # the paper's "w/o image" ablation
+    "image_only": lambda step, steps: (False, True),  # the paper's "w/o text" ablation
 }
 
 
@@ -52,15 +62,39 @@ def should_stop(best_reward: float, threshold: float, step: int, max_steps: int)
     return best_reward > threshold or step >= max_steps
 
 
+def l2_penalty(latents: list[torch.Tensor], beta: float) -> torch.Tensor:
+    """MILR App. A.4's regulariser beta * ||z - z_init||^2, summed over every latent set; the latents here are
+    offsets from the model's own (z - z_init), so its gradient is 2 beta (z - z_init)."""
+    return beta * sum((z.float() ** 2).sum() for z in latents)
+
+
+# variant -> what an unset setting means: the published method, or this project's earlier reading of it
+VARIANTS = {
+    "paper": {"samples": 1, "l2": 0.05},  # reasoning phase, last-layer text latents, final image returned
+    "ours": {"samples": 2, "l2": 0.0},  # prompt input-embedding latents, best image returned
+}
+
+
 @dataclass
 class MILRSettings:
-    lambda_t: float = 0.2  # share of the prompt's tokens whose latents move
+    lambda_t: float = 0.2  # share of the text tokens whose latents move (paper: reasoning; ours: prompt)
     lambda_v: float = 0.02  # share of the image tokens whose latents move
     lr: float = 0.03  # Adam
     steps: int = 20  # K
-    samples: int = 2  # images per prompt and step (the REINFORCE estimate; baseline: their mean reward)
+    samples: Optional[int] = None  # images per prompt and step (None: the variant's, paper 1, ours 2); with more
+    #                                than one the REINFORCE baseline is their mean reward, with one it is 0
     threshold: float = 0.5  # stop a prompt's search once one of its images scores above this
     strategy: str = "joint"
+    variant: str = "ours"  # paper: MILR as published (reasoning phase); ours: the earlier prompt-latent reading
+    l2: Optional[float] = None  # beta of the l2 term (None: the variant's, paper 0.05, ours 0)
+    reason_tokens: int = 128  # the reasoning's token budget (paper variant)
+
+    def resolved(self) -> "MILRSettings":
+        """These settings with every unset value the variant's."""
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown MILR variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
+        fill = {k: v for k, v in VARIANTS[self.variant].items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fill)
 
 
 @dataclass
@@ -77,10 +111,13 @@ Judge = Callable[[list[str], ImageSamples], torch.Tensor]
 
 def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance: float, temperature: float,
            generator: torch.Generator) -> tuple[list[Found], LatentShift]:
-    """MILR on a batch of prompts, each with its own latents (offsets from the model's own, starting at 0):
-    sample, judge, one Adam step on the REINFORCE surrogate, until the reward passes the threshold or K steps.
-    Returns what each prompt found and the final latent offsets (one row per prompt)."""
+    """MILR (variant ours) on a batch of prompts, each with its own latents (offsets from the model's own, starting at 0):
+    sample, judge, one Adam step on the REINFORCE surrogate (plus the l2 term), until the reward passes the
+    threshold or K steps. Returns what each prompt found and the final latent offsets (one row per prompt)."""
+    s = s.resolved()
     active(s.strategy, 0, s.steps)  # an unknown strategy fails before any work
+    if s.variant != "ours":
+        raise ValueError("milr.variant=paper searches with rollout.milr_reasoning.search_reasoned")
     n_t = [optimised_positions(n, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[0]
            for n in adapter.prompt_lengths(prompts)]
     n_v = optimised_positions(1, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[1]
@@ -110,6 +147,8 @@ def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance:
         logp = adapter.image_logprobs([row_prompts[r] for r in keep.tolist()], out.tokens[keep], guidance,
                                       temperature, shift.rows(keep)).sum(1)
         loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp.view(len(going), -1), rewards[going]))
+        going_rows = torch.tensor([live[k] for k in going])
+        loss = loss + l2_penalty([(text * text_mask)[going_rows], image[going_rows]], s.l2)
         move_text, move_image = active(s.strategy, step, s.steps)
         opt.zero_grad()
         loss.backward()

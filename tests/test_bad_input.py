@@ -130,8 +130,12 @@ def test_milr_settings_are_checked_in_one_line():
     from launch import milr
 
     for argv, message in [(["milr.strategy=sideways"], "milr.strategy 'sideways' is not one of: joint, alternating"),
-                          (["milr.steps=0"], "milr.steps, milr.samples and prompts_per_call must be >= 1"),
-                          (["milr.lambda_v=0"], "milr.lambda_t and milr.lambda_v are fractions in (0, 1]")]:
+                          (["milr.steps=0"], "milr.steps, milr.samples, milr.reason_tokens and prompts_per_call must be >= 1"),
+                          (["milr.lambda_v=0"], "milr.lambda_t and milr.lambda_v are fractions in (0, 1]"),
+                          (["milr.variant=preprint"], "milr.variant 'preprint' is not one of: paper, ours"),
+                          (["milr.l2=-1"], "milr.l2 is a penalty weight >= 0, got -1"),
+                          (["milr.variant=paper"], "MILR as published (milr.variant=paper) needs a model that "
+                                                   "writes reasoning before the image")]:
         with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
             milr.run(argv)
 

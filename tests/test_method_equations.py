@@ -7,7 +7,7 @@ import torch
 
 from learners.srum import flow_loss, global_weight, token_loss
 from rewards.srum import region_scores, reward_map, to_score
-from rollout.milr import active, optimised_positions, reinforce_surrogate, should_stop
+from rollout.milr import MILRSettings, active, l2_penalty, optimised_positions, reinforce_surrogate, should_stop
 
 
 def test_srum_reward_map_by_hand():
@@ -49,6 +49,31 @@ def test_milr_positions_and_strategies():
     with pytest.raises(ValueError, match="unknown MILR strategy"):
         active("random", 0, 1)
     assert should_stop(0.91, 0.9, 3, 20) and should_stop(0.5, 0.9, 20, 20) and not should_stop(0.5, 0.9, 3, 20)
+
+
+def test_milr_l2_term_and_its_gradient_by_hand():
+    # beta ||dz||^2 with beta 0.05: dz_t = (1, 2), dz_v = (3,) -> 0.05 * (1 + 4 + 9) = 0.7; gradient 2 beta dz = 0.1 dz
+    text, image = torch.tensor([[1.0, 2.0]], requires_grad=True), torch.tensor([3.0], requires_grad=True)
+    loss = l2_penalty([text, image], 0.05)
+    assert loss.item() == pytest.approx(0.7)
+    loss.backward()
+    assert text.grad[0].tolist() == pytest.approx([0.1, 0.2]) and image.grad.tolist() == pytest.approx([0.3])
+    # the paper's one-sample objective: -(r - 0) log p + l2; r = 0.8, log p = 2z at z = 1, beta 0.05:
+    # value -1.6 + 0.05, gradient -1.6 + 0.1 = -1.5
+    z = torch.ones((), requires_grad=True)
+    loss = reinforce_surrogate((2 * z)[None], torch.tensor([0.8])) + l2_penalty([z], 0.05)
+    loss.backward()
+    assert loss.item() == pytest.approx(-1.55) and z.grad.item() == pytest.approx(-1.5)
+
+
+def test_milr_variants_fill_what_is_unset():
+    paper = MILRSettings(variant="paper").resolved()
+    assert (paper.samples, paper.l2) == (1, 0.05)
+    assert (MILRSettings().resolved().samples, MILRSettings().resolved().l2) == (2, 0.0)
+    assert MILRSettings(variant="paper", samples=3, l2=0.0).resolved().samples == 3  # explicit values stay
+    assert active("text_only", 3, 20) == (True, False) and active("image_only", 3, 20) == (False, True)
+    with pytest.raises(ValueError, match="unknown MILR variant"):
+        MILRSettings(variant="preprint").resolved()
 
 
 def test_milr_reinforce_step_with_adam_by_hand():

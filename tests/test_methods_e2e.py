@@ -70,6 +70,7 @@ def test_vqa_scored_rubric_and_e_ttrl_external_model(ray_local, tmp_path, tiny_g
     assert 0 < m["reward_mean"] < 1  # the GIT's answers: random weights, probabilities strictly inside (0, 1)
 
 
+@pytest.mark.slow  # the judge is tested by hand and behind the reward server in test_judges.py
 def test_external_reward_model_judge_rates_alignment(ray_local, tmp_path, tiny_adapter):
     """reward.judge=reward_model: the external model (reward.model_path) rates each image with one question; no
     rubric is written."""

@@ -32,6 +32,7 @@ from models.toy import EMBEDDED
 from rewards.introspection import RUBRIC_SOURCES
 from rewards.judges import JUDGES
 from rollout.milr import STRATEGIES as MILR_STRATEGIES
+from rollout.milr import VARIANTS as MILR_VARIANTS
 from rollout.milr import MILRSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,8 +360,11 @@ class BestOfNConfig(MetaTTRLConfig):
 class MILRSection(MILRSettings):
     def __post_init__(self):
         one_of("milr.strategy", self.strategy, MILR_STRATEGIES)
-        if self.steps < 1 or self.samples < 1:
-            raise UserError("milr.steps, milr.samples and prompts_per_call must be >= 1")
+        one_of("milr.variant", self.variant, MILR_VARIANTS)
+        if self.steps < 1 or (self.samples is not None and self.samples < 1) or self.reason_tokens < 1:
+            raise UserError("milr.steps, milr.samples, milr.reason_tokens and prompts_per_call must be >= 1")
+        if self.l2 is not None and self.l2 < 0:
+            raise UserError(f"milr.l2 is a penalty weight >= 0, got {self.l2}")
         if not (0 < self.lambda_t <= 1 and 0 < self.lambda_v <= 1) or self.lr <= 0:
             raise UserError("milr.lambda_t and milr.lambda_v are fractions in (0, 1]; milr.lr must be > 0")
 
@@ -372,5 +376,5 @@ class MILRConfig(MetaTTRLConfig):
 
     def __post_init__(self):
         if self.prompts_per_call < 1:
-            raise UserError("milr.steps, milr.samples and prompts_per_call must be >= 1")
+            raise UserError("milr.steps, milr.samples, milr.reason_tokens and prompts_per_call must be >= 1")
         super().__post_init__()
