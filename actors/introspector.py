@@ -43,7 +43,7 @@ class IntrospectorActor(Checkpointed):
         parse = dialect(self.a.rubric_dialect).parse
         self.book = RUBRIC_SOURCES[rubric_cfg.source](writer, parse, rubric_cfg.retries, metadata, bench.rubric_style)
         # reward.judge=oracle rewards the benchmark's own evaluator (RL leakage: an upper bound); built on first use
-        self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.token_grid, metadata or {},
+        self.run_judge = build_judge(JudgeContext(reward_cfg, self.book, self.a, self.ref.reward_grid, metadata or {},
                                                   benchmarks.oracle(benchmark, eval_cfg), self.gen))
 
     def rubrics(self, prompts: list[str]) -> list[list[RubricItem]]:

@@ -15,7 +15,8 @@ from rewards.judges import JUDGES
 
 # what a judge or method needs, in a user's words, by models/adapter.Capabilities field
 NEEDS = {"understanding": "a model that understands images (a VLM)", "prompt_likelihood": "a token-based generator",
-         "image_tokens": "a token-based generator", "latent_search": "a token-based generator"}
+         "image_tokens": "a token-based generator", "latent_search": "a token-based generator",
+         "reward_maps": "a generator with image tokens or latents", "reasoning": "a model that writes reasoning"}
 
 
 def either(names: list[str]) -> str:

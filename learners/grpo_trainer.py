@@ -38,13 +38,16 @@ class GRPOTrainer:
             order = mine[torch.randperm(len(mine), generator=self.gen)]
             for start in range(0, len(order), self.cfg.minibatch):
                 idx = order[start: start + self.cfg.minibatch]
-                logp = self.a.image_logprobs([batch.prompts[i] for i in idx], batch.tokens[idx], self.guidance,
-                                             self.temperature)
-                loss, s = self.loss(logp, idx, batch, judged, weights)
+                loss, s = self.loss(self.predict(batch, idx), idx, batch, judged, weights)
                 stats.append({**s, "grad_norm": self.optim.step(loss)})
         self.a.train(False)
         mean = {k: sum(d[k] for d in stats) / len(stats) for k in stats[0]} if stats else {}
         return {**mean, **extra, "updates": len(stats), "lr": self.optim.lr()}
+
+    def predict(self, batch: RolloutBatch, idx: torch.Tensor):
+        """What the loss is taken on, with grad: the samples' teacher-forced log-probs under the current policy."""
+        return self.a.image_logprobs([batch.prompts[i] for i in idx], batch.tokens[idx], self.guidance,
+                                     self.temperature)
 
     def sample_weights(self, batch: RolloutBatch, judged: Judgement) -> tuple[torch.Tensor, dict]:
         """Eq. 8: group-standardised advantages (and the count of flat groups, which carry no signal)."""

@@ -21,7 +21,8 @@ from learners.state import State, load_named_tensors, load_optimizer_state, merg
 
 def adamw_with_warmup(params, cfg) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its schedule: linear warm-up over `cfg.warmup_steps` optimiser steps, then constant."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+                            eps=cfg.adam_eps)
     warmup = max(int(cfg.warmup_steps), 0)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda n: min(1.0, (n + 1) / (warmup + 1)))
 

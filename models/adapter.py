@@ -30,6 +30,7 @@ class Capabilities:
     image_tokens: bool  # discrete image tokens on `token_grid`: SRUM's token-level reward maps
     latent_search: bool  # a `LatentShift` in `sample` / `image_logprobs`, `prompt_lengths`, `latent_width`: MILR
     reasoning: bool = False  # writes reasoning text before the image (models/janus_reasoning.py): MILR as published
+    reward_maps: bool = False  # a `reward_grid` SRUM's dense maps live on (image tokens, or a flow model's latents)
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Generator(Protocol):
     @property
     def token_grid(self) -> tuple[int, int] | None:
         """(rows, columns) of the image tokens in raster order; None without image tokens."""
+
+    @property
+    def reward_grid(self) -> tuple[int, int] | None:
+        """(rows, columns) of the grid SRUM's reward maps are painted on: the image tokens, or a flow model's
+        latent grid."""
 
     @property
     def max_positions(self) -> int: ...

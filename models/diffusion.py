@@ -164,9 +164,9 @@ class DiffusionAdapter(GeneratorAdapter):
     @property
     def capabilities(self) -> Capabilities:
         """Its own understanding only with a VLM (Qwen-Image's, or `understanding` for SD3/FLUX); no image tokens,
-        prompt likelihood or latent search."""
+        prompt likelihood or latent search; SRUM's maps on the latent grid."""
         return Capabilities(understanding=self.understanding is not None, prompt_likelihood=False,
-                            image_tokens=False, latent_search=False)
+                            image_tokens=False, latent_search=False, reward_maps=True)
 
     @property
     def device(self):
@@ -212,7 +212,11 @@ class DiffusionAdapter(GeneratorAdapter):
 
     @property
     def token_grid(self):
-        return None  # no image tokens: SRUM's token-level maps do not apply (its flow loss is not wired yet)
+        return None  # no image tokens
+
+    @property
+    def reward_grid(self) -> tuple[int, int]:
+        return self.size, self.size  # SRUM's maps on the latent grid (learners/srum.flow_loss)
 
     def positions_needed(self, prompt: str, instruction: str, max_new_tokens: int) -> int:
         return self.vlm.positions_needed(prompt, instruction, max_new_tokens)
@@ -224,6 +228,11 @@ class DiffusionAdapter(GeneratorAdapter):
     def _conditions(self, prompts: list[str]) -> TextCondition:
         """The prompts' conditioning, rows [cond; uncond] (uncond: the empty prompt)."""
         return self.encode_text(prompts + [""] * len(prompts)).to(self.device)
+
+    def conditional_velocity(self, prompts: list[str], x: torch.Tensor, t: float) -> torch.Tensor:
+        """The prompt-conditioned velocity (no guidance) at time t for latents x (B, C, h, w), with grad: what the
+        flow-matching loss trains (SRUM)."""
+        return self.velocity(x.to(self.device), t, self._conditions(prompts), 1.0)
 
     def velocity(self, x: torch.Tensor, t: float, cond: TextCondition, guidance: float) -> torch.Tensor:
         """Guided velocity at time t for latents x (B, C, h, w); `cond` holds cond then uncond rows."""

@@ -56,7 +56,8 @@ def check_janus_dir(path: Path) -> None:
 
 
 class JanusAdapter(ReasoningPhase, GeneratorAdapter):
-    capabilities = Capabilities(understanding=True, prompt_likelihood=True, image_tokens=True, latent_search=True)
+    capabilities = Capabilities(understanding=True, prompt_likelihood=True, image_tokens=True, latent_search=True,
+                                reward_maps=True)
 
     def __init__(self, model: JanusForConditionalGeneration, tokenizer, templates: dict[str, str],
                  image_joiner: str = " ", rubric_dialect: str = "toy"):
@@ -149,6 +150,10 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
         """(rows, columns) of the image tokens, in raster order."""
         side = int(round(self.n_image_tokens ** 0.5))
         return side, side
+
+    @property
+    def reward_grid(self) -> tuple[int, int]:
+        return self.token_grid
 
     @property
     def max_positions(self) -> int:

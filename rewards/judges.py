@@ -196,7 +196,7 @@ class JudgeContext:
     reward_cfg: object
     book: RubricBook
     model: object
-    token_grid: tuple[int, int] | None
+    reward_grid: tuple[int, int] | None  # SRUM's maps: the policy's image tokens or flow latents
     metadata: dict
     evaluate: Callable[[np.ndarray, dict], bool] | None = None
     generator: torch.Generator | None = None  # the controls' randomness (checkpointed with the introspector)
@@ -226,8 +226,8 @@ class JudgeKind:
 JUDGES: dict[str, JudgeKind] = {
     "rubric": JudgeKind(lambda c: RubricJudge(c.book, c.model), judge_needs=("understanding",)),
     "vqa_rubric": JudgeKind(_vqa_rubric, judge_needs=("understanding",)),  # the judge model writes the rubric
-    "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.token_grid), judge_needs=("understanding",),
-                      policy_needs=("image_tokens",)),
+    "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.reward_grid), judge_needs=("understanding",),
+                      policy_needs=("reward_maps",)),
     "gvu": JudgeKind(lambda c: GvUJudge(c.model), judge_needs=("prompt_likelihood",)),
     "reward_model": JudgeKind(lambda c: AlignmentJudge(c.model, dialect(c.model.rubric_dialect).alignment_question),
                               judge_needs=("understanding",)),  # reward.model_path: the external reward model

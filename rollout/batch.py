@@ -35,7 +35,7 @@ class Judgement:
     judge_s: float = 0.0  # seconds the introspector spent on this part
     rubric: dict[str, int] = field(default_factory=dict)  # rubrics written / repaired / fallen back for this part
     health: dict[str, int] = field(default_factory=dict)  # rollout.health.batch_health counts
-    reward_maps: torch.Tensor | None = None  # (N, T) SRUM's dense reward on the image-token grid (judge=srum)
+    reward_maps: torch.Tensor | None = None  # (N, rows x cols) SRUM's dense reward on the policy's reward_grid
 
     @staticmethod
     def concat(parts: list["Judgement"]) -> "Judgement":

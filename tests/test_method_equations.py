@@ -130,3 +130,56 @@ def test_ranking_auc_by_hand():
     # pairs (true, false): (0.9, 0.2) win, (0.9, 0.9) tie, (0.5, 0.2) win, (0.5, 0.9) loss -> (2 + 0.5) / 4
     assert ranking_auc([0.9, 0.5], [0.2, 0.9]) == 0.625
     assert math.isnan(ranking_auc([], [0.1]))
+
+
+def test_srum_on_a_flow_batch_by_hand():
+    """The flow form of SRUM's update through its trainer: x_t = (1 - t) x0 + t eps from the trajectory's last
+    state, the velocity of a one-weight model v = w x_t, and flow_loss with the judged map on the latent grid."""
+    import numpy as np
+
+    from launch.configs.meta_ttrl import GRPOConfig
+    from learners.srum_trainer import SRUMTrainer, renoised
+    from models.adapter import Capabilities
+    from rollout.batch import Judgement, RolloutBatch
+
+    x0, eps = torch.tensor([2.0]), torch.tensor([-1.0])
+    x_t, drawn = renoised(torch.zeros(3, 1, 2, 2), 0.25, torch.Generator().manual_seed(0))
+    assert torch.allclose(x_t, 0.25 * drawn)  # x0 = 0: x_t is t eps exactly
+    assert ((1 - 0.25) * x0 + 0.25 * eps).item() == pytest.approx(1.25)
+
+    class LinearFlow:
+        capabilities = Capabilities(False, False, image_tokens=False, latent_search=False, reward_maps=True)
+
+        def __init__(self):
+            self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+        def trainable_parameters(self):
+            return [("w", self.w)]
+
+        def freeze(self):
+            self.w.requires_grad_(False)
+
+        def train(self, mode=True):
+            pass
+
+        def conditional_velocity(self, prompts, x, t):
+            self.seen = (x.detach().clone(), t)
+            return self.w * x
+
+    flow = LinearFlow()
+    trainer = SRUMTrainer(flow, GRPOConfig(lr=0.1, minibatch=2), 1.0, 1.0, seed=0)
+    trajectory = torch.zeros(2, 3, 1, 1, 2)  # two samples, 2 SDE steps, latents (1, 1, 2)
+    trajectory[:, -1] = torch.tensor([[[1.0, -1.0]]])
+    batch = RolloutBatch(["a", "b"], trajectory, torch.zeros(2, 2), np.zeros((2, 8, 8, 3), np.uint8), 0, 2)
+    judged = Judgement(torch.tensor([1.0, 0.5]), torch.zeros(2, 2), reward_maps=torch.tensor([[1.0, -1.0],
+                                                                                              [0.5, 0.5]]))
+    alpha, _ = trainer.sample_weights(batch, judged)
+    assert alpha.tolist() == pytest.approx([1.0, 0.5])  # (2r - 1 + 1) / 2 = r
+    v, drawn, x0 = trainer.predict(batch, torch.tensor([0, 1]))
+    seen, t = flow.seen
+    assert 0.02 <= t <= 0.98 and torch.allclose(seen, (1 - t) * x0 + t * drawn)
+    loss, stats = trainer.loss((v, drawn, x0), torch.tensor([0, 1]), batch, judged, alpha)
+    err = (0.5 * seen - (drawn - x0)) ** 2  # (2, 1, 1, 2)
+    weights = torch.tensor([[1.0, -1.0], [0.25, 0.25]]).view(2, 1, 1, 2)  # alpha x map
+    assert loss.item() == pytest.approx(float((weights * err).mean() + 0.5 * err.mean()), rel=1e-6)
+    assert stats["flow_error"] == pytest.approx(float(err.mean()), rel=1e-6)

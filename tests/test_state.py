@@ -98,3 +98,19 @@ def test_prompt_stream_continues_where_it_stopped():
     b = PromptStream([f"p{i}" for i in range(5)], seed=0)
     b.load_state(a.state())
     assert b.next(9) == a.next(9) and b.position == a.position == 16
+
+
+def test_adamw_takes_the_configured_betas_and_eps():
+    from launch.configs.meta_ttrl import GRPOConfig
+    from learners.optim import adamw_with_warmup
+    from driver.cli import UserError
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt, _ = adamw_with_warmup([w], GRPOConfig(lr=2.5e-5, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-15))
+    assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-15
+    # by hand, one step from zero moments: m = 0.1 g, v = 0.05 g^2, bias-corrected m/sqrt(v) = g/|g| -> w -= lr
+    w.grad = torch.tensor([2.0, -3.0])
+    opt.step()
+    assert w.tolist() == pytest.approx([-2.5e-5, 2.5e-5])
+    with pytest.raises(UserError, match="grpo.adam_beta1 and grpo.adam_beta2 lie in"):
+        GRPOConfig(adam_beta2=1.0)

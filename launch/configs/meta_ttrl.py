@@ -175,6 +175,8 @@ class GRPOConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0  # optimiser steps of linear lr warm-up (0: constant lr)
     adam_eps: float = 1e-8  # AdamW's epsilon (torch's default)
+    adam_beta1: float = 0.9  # AdamW's betas (torch's defaults; SRUM's paper: 0.9, 0.95)
+    adam_beta2: float = 0.999
     aggregation: str = "token-mean"
 
     def __post_init__(self):
@@ -182,6 +184,9 @@ class GRPOConfig:
         at_least("grpo", self, epochs=1, minibatch=1, beta=0.0, clip_low=0.0, clip_high=0.0, weight_decay=0.0,
                  warmup_steps=(0, "0: constant lr"))
         above("grpo", self, lr=0.0, max_grad_norm=0.0, adam_eps=0.0)
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise UserError(f"grpo.adam_beta1 and grpo.adam_beta2 lie in [0, 1), got {self.adam_beta1}, "
+                            f"{self.adam_beta2}")
 
 
 @dataclass
