@@ -68,6 +68,10 @@ def check_judge(cfg, policy, judge) -> None:
         except Exception as e:  # the user's directory: any failure to read it is theirs
             raise UserError(f"reward.vqa_path {r.vqa_path!r} could not be loaded as a GIT model "
                             f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
+    if r.judge == "srum" and r.srum_scores == "text" and not judge.capabilities.describes:
+        raise UserError("reward.srum_scores=text asks the judge model SRUM's scoring prompts in free text: it needs "
+                        "an 'ask' template (Janus-Pro's format has one); this model has none: use "
+                        "reward.srum_scores=yes_no")
     for model, needs in ((judge, kind.judge_needs), (policy, kind.policy_needs)):
         missing = [c for c in needs if not getattr(model.capabilities, c)]
         if not missing:

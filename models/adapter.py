@@ -31,6 +31,7 @@ class Capabilities:
     latent_search: bool  # a `LatentShift` in `sample` / `image_logprobs`, `prompt_lengths`, `latent_width`: MILR
     reasoning: bool = False  # writes reasoning text before the image (models/janus_reasoning.py): MILR as published
     reward_maps: bool = False  # a `reward_grid` SRUM's dense maps live on (image tokens, or a flow model's latents)
+    describes: bool = False  # `ask(images, questions)`: free text about images (SRUM's scoring prompts)
 
 
 @dataclass

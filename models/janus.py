@@ -63,7 +63,8 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
                  image_joiner: str = " ", rubric_dialect: str = "toy"):
         self.model, self.tok, self.templates, self.image_joiner = model, tokenizer, templates, image_joiner
         self.rubric_dialect = rubric_dialect  # how it is asked for rubrics and how they are read (rewards/dialects.py)
-        self.capabilities = dataclasses.replace(type(self).capabilities, reasoning="reason" in templates)
+        self.capabilities = dataclasses.replace(type(self).capabilities, reasoning="reason" in templates,
+                                                describes="ask" in templates)
         cfg = model.config
         self.n_image_tokens = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
         self.image_token = tokenizer.convert_ids_to_tokens(cfg.image_token_id)
@@ -382,8 +383,25 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
         """Text continuation of the `write` template (e.g. rubric writing), stopping at EOS: greedy, or sampled
         at `temperature` > 0."""
         ids, mask = self._batch([self._fill("write", instruction=instruction, prompt=p) for p in prompts], left=True)
-        out = self._lm(self.model.get_input_embeddings()(ids), mask, past=_new_cache())
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        return self._continue(self.model.get_input_embeddings()(ids), mask, max_new_tokens, temperature, generator)
+
+    @torch.no_grad()
+    def ask(self, images: np.ndarray, questions: list[str], image_index: list[int] | None = None,
+            max_new_tokens: int = 64) -> list[str]:
+        """Greedy text answers to free-form questions about images (the `ask` template; SRUM's scoring prompts):
+        question q is about image `image_index[q]`."""
+        index = list(range(len(questions))) if image_index is None else list(image_index)
+        features = self.image_features(images)[index]
+        ids, mask = self._batch([self._fill("ask", question=q) for q in questions], left=True)
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = (ids == self.model.config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(slots, features.to(embeds.dtype))
+        return self._continue(embeds, mask, max_new_tokens, 0.0, None)
+
+    def _continue(self, embeds, mask, max_new_tokens: int, temperature: float, generator) -> list[str]:
+        """Decoded continuation of left-padded rows, each stopping at EOS (greedy, or sampled at `temperature`)."""
+        out = self._lm(embeds, mask, past=_new_cache())
+        done = torch.zeros(len(embeds), dtype=torch.bool, device=self.device)
         result = []
         for _ in range(max_new_tokens):
             logits = self.model.lm_head(out.last_hidden_state[:, -1]).float()

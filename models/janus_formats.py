@@ -25,6 +25,7 @@ JANUS_PRO = {
     "answer": "{bos}<|User|>: {boi}{image}{eoi}\n{question} Answer yes or no.\n\n<|Assistant|>:",
     "caption": "{bos}<|User|>: {boi}{image}{eoi}\nDescribe the image in one sentence.\n\n<|Assistant|>:",
     "write": "{bos}<|User|>: {instruction}\n{prompt}\n\n<|Assistant|>:",
+    "ask": "{bos}<|User|>: {boi}{image}{eoi}\n{question}\n\n<|Assistant|>:",  # free answers (SRUM's scores)
     # MILR's reasoning phase (models/janus_reasoning.py): the reasoning follows, then BOI and the image (our wording)
     "reason": "{bos}<|User|>: {prompt}\nFirst describe in detail the image you will draw, then draw it.\n\n"
               "<|Assistant|>:",

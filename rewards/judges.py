@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from rewards.introspection import RubricBook, Writer, fallback_rubric
-from rewards.regions import isolate, segment
+from rewards import srum_prompts
+from rewards.regions import isolate, segment, without
 from rewards.dialects import dialect, token_budget
 from rewards.scoring import groups_swapped, gvu_rewards, question_scores, rubric_rewards
 from rewards.srum import region_scores, reward_map, to_score
@@ -76,14 +77,21 @@ class RubricJudge:
 
 
 class SRUMJudge(RubricJudge):
-    """Global score 2 r - 1 from the rubric reward r; each region's local score from the prompt's yes-target
-    object and attribute questions asked of that region alone; one map per image on a rows x cols token grid."""
+    """One map per image on the policy's rows x cols reward grid. `scoring="yes_no"`: the global score 2 r - 1 from
+    the rubric reward r, each region's local score from the prompt's yes-target object and attribute questions
+    asked of that region alone, the global score where no region is. `scoring="text"` (the paper's form; a model
+    that `ask`s): the scoring prompts of rewards/srum_prompts.py answered in text, for the whole image, each region
+    and the background (painted where no region is); an unreadable answer falls back to 2 r - 1 (counted)."""
 
-    def __init__(self, book: RubricBook, answerer, grid: tuple[int, int]):
+    def __init__(self, book: RubricBook, answerer, grid: tuple[int, int], scoring: str = "yes_no",
+                 max_new_tokens: int = 64):
         super().__init__(book, answerer)
-        self.grid = grid
+        self.grid, self.scoring, self.max_new_tokens = grid, scoring, max_new_tokens
+        self.fallbacks = {"global": 0, "local": 0, "background": 0}
 
     def __call__(self, batch) -> Scored:
+        if self.scoring == "text":
+            return self.text_scored(batch)
         scored = super().__call__(batch)
         regions, questions, index, owners = [], [], [], []
         for i, (image, items) in enumerate(zip(batch.images, self.book.get(batch.prompts))):
@@ -104,6 +112,35 @@ class SRUMJudge(RubricJudge):
                            torch.stack(s) if s else torch.zeros(0), *self.grid).flatten()
                 for r, b, s in zip(scored.rewards, boxes, local)]
         return Scored(scored.rewards, scored.fallback, torch.stack(maps))
+
+
+    def text_scored(self, batch) -> Scored:
+        scored = super().__call__(batch)  # the rubric reward: the fallback of an unreadable answer
+        boxes = [segment(image) for image in batch.images]
+        asked = []  # (image, question, kind, owner)
+        for i, (image, prompt) in enumerate(zip(batch.images, batch.prompts)):
+            asked.append((image, srum_prompts.GLOBAL.format(prompt=prompt), "global", i))
+            asked += [(isolate(image, box), srum_prompts.LOCAL.format(prompt=prompt), "local", i) for box in boxes[i]]
+            if len(boxes[i]):
+                asked.append((without(image, boxes[i]), srum_prompts.BACKGROUND.format(prompt=prompt), "background", i))
+        texts = self.answerer.ask(np.stack([a[0] for a in asked]), [a[1] for a in asked], list(range(len(asked))),
+                                  self.max_new_tokens)
+        fallback = to_score(scored.rewards)
+        found = {"global": {}, "local": [[] for _ in batch.prompts], "background": {}}
+        for (_, _, kind, i), text in zip(asked, texts):
+            try:
+                score = srum_prompts.parse_score(text)[0]
+            except srum_prompts.ScoreParseError:
+                self.fallbacks[kind] += 1
+                score = None
+            if kind == "local":
+                found[kind][i].append(float(fallback[i]) if score is None else score)
+            elif score is not None:
+                found[kind][i] = score
+        glob = torch.tensor([found["global"].get(i, float(fallback[i])) for i in range(len(batch.prompts))])
+        maps = [reward_map(found["background"].get(i, float(glob[i])), torch.tensor(boxes[i]).reshape(-1, 4),
+                           torch.tensor(found["local"][i]), *self.grid).flatten() for i in range(len(batch.prompts))]
+        return Scored((glob + 1) / 2, scored.fallback, torch.stack(maps))
 
 
 class GvUJudge:
@@ -226,8 +263,8 @@ class JudgeKind:
 JUDGES: dict[str, JudgeKind] = {
     "rubric": JudgeKind(lambda c: RubricJudge(c.book, c.model), judge_needs=("understanding",)),
     "vqa_rubric": JudgeKind(_vqa_rubric, judge_needs=("understanding",)),  # the judge model writes the rubric
-    "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.reward_grid), judge_needs=("understanding",),
-                      policy_needs=("reward_maps",)),
+    "srum": JudgeKind(lambda c: SRUMJudge(c.book, c.model, c.reward_grid, c.reward_cfg.srum_scores),
+                      judge_needs=("understanding",), policy_needs=("reward_maps",)),
     "gvu": JudgeKind(lambda c: GvUJudge(c.model), judge_needs=("prompt_likelihood",)),
     "reward_model": JudgeKind(lambda c: AlignmentJudge(c.model, dialect(c.model.rubric_dialect).alignment_question),
                               judge_needs=("understanding",)),  # reward.model_path: the external reward model

@@ -37,6 +37,15 @@ def segment(image: np.ndarray, min_contrast: float = 60.0, min_area: int = 25, m
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
+def without(image: np.ndarray, boxes) -> np.ndarray:
+    """A copy of `image` with every normalised box painted the background colour (SRUM's background region)."""
+    h, w = image.shape[:2]
+    out, fill = image.copy(), background(image).round().astype(image.dtype)
+    for x0, y0, x1, y1 in boxes:
+        out[int(round(y0 * h)): int(round(y1 * h)), int(round(x0 * w)): int(round(x1 * w))] = fill
+    return out
+
+
 def isolate(image: np.ndarray, box) -> np.ndarray:
     """A copy of `image` with every pixel outside the normalised `box` set to the background colour."""
     h, w = image.shape[:2]

@@ -59,6 +59,8 @@ ROWS = [  # (overrides, message)
     (["reward.model_path=/nope"], "checkpoint '/nope' not found: expected a directory with config.json"),
     (["reward.judge=vqa_rubric"], "reward.judge=vqa_rubric needs reward.vqa_path: a GIT model directory"),
     (["reward.judge=reward_model"], "reward.judge=reward_model needs reward.model_path: the external reward model"),
+    (["reward.judge=srum", "reward.srum_scores=text"], "reward.srum_scores=text asks the judge model SRUM's scoring"),
+    (["reward.srum_scores=likert"], "reward.srum_scores 'likert' is not one of: yes_no, text"),
     (["reward.judge=vqa_rubric", "reward.vqa_path={broken}"], "reward.vqa_path '{broken}' could not be loaded as a "
                                                               "GIT model"),
     (["reward.judge=server", "reward.server=localhost:5555"], "reward.judge=server needs reward.server=tcp://"),

@@ -138,6 +138,9 @@ class RewardConfig:
     server_timeout_s: float = 60.0
     # transformers (in-process, any device) | vllm (GPU only, `meta-ttrl[vllm]`): writes and answers rubrics with a
     # vLLM engine over reward.model_path (a VLM vLLM serves, e.g. Qwen2.5-VL); judges rubric / srum
+    # judge=srum's global and local scores: yes_no (2s - 1 of rubric answers) | text (the paper's scoring prompts
+    # answered in text with a reason, rewards/srum_prompts.py; a judge model with an `ask` template, e.g. Janus-Pro)
+    srum_scores: str = "yes_no"
     backend: str = "transformers"
     vllm_gpu_memory: float = 0.4  # fraction of the introspector's GPU the vLLM engine may take
 
@@ -146,6 +149,7 @@ class RewardConfig:
     def __post_init__(self):
         one_of("reward.judge", self.judge, JUDGES)
         one_of("reward.backend", self.backend, JUDGE_BACKENDS)
+        one_of("reward.srum_scores", self.srum_scores, ("yes_no", "text"))
         above("reward", self, server_timeout_s=0.0)
         fraction("reward.vllm_gpu_memory", self.vllm_gpu_memory, low_open=True)
         if self.backend == "vllm" and self.judge not in self.VLLM_JUDGES:
