@@ -33,9 +33,12 @@ class MetaTTRLJob:
         m, res, tr, seed = cfg.model, cfg.resources, cfg.trainer, cfg.run.seed
         self.bucket_bytes = bucket = int(cfg.sync.bucket_mb * 2**20)
 
+        # offline: the stage-1 set is as old as the initial policy by design, no part is dropped as stale
+        staleness = 2**31 if tr.regime == "offline" else tr.max_staleness if tr.async_mode else 0
+
         def learner_args(i):
             return (m, m.threads, cfg.grpo, cfg.rollout.guidance, cfg.rollout.temperature, seed, i,
-                    tr.learners, bucket, tr.max_staleness if tr.async_mode else 0, tr.algorithm, tr.strategy,
+                    tr.learners, bucket, staleness, tr.algorithm, tr.strategy,
                     tr.zero_stage, OmegaConf.to_container(tr.deepspeed))
 
         self.learners, self.rollouts, self.introspectors, self.groups = [], [], [], []

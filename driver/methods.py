@@ -16,7 +16,8 @@ TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
 # reward controls (rewards/judges.py) and Meta-TTRL on rubrics built from the prompt's metadata
 CONTROLS = {"random": ["reward.judge=random"], "shuffled": ["reward.judge=shuffled"],
             "metadata_rubric": ["reward.judge=rubric", "rubric.source=metadata"]}
-NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external", "reward_model": "external"}  # method -> the argument it cannot run without
+# method -> the argument it cannot run without
+NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external", "reward_model": "external"}
 MILR_SAMPLES = 2  # images per MILR step: the fewest a REINFORCE baseline works with, so K can be largest
 
 

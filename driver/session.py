@@ -23,6 +23,7 @@ from actors.placement import PlacementError
 from driver.cli import UserError
 from driver.cluster import connect, cpus_needed
 from driver.grids import Grids, grid_prompts
+from driver.offline import OfflinePipeline
 from driver.pipeline import InFlight, Pipeline
 from driver.progress import (Progress, PromptStream, check_holders, checkpoint_to_resume, converged,
                              step_record)
@@ -61,7 +62,9 @@ class Session:
         tr, p = cfg.trainer, self.progress
         self.t0, self.t_step = time.time(), 0.0
         ahead = tr.max_staleness if tr.async_mode else 0
-        self.pipeline = Pipeline(self.job, self.stream, cfg.data.prompts_per_step, ahead)
+        self.pipeline = Pipeline(self.job, self.stream, cfg.data.prompts_per_step, ahead) if tr.regime == "online" \
+            else OfflinePipeline(self.job, self.stream, [m["prompt"] for m in metas], cfg.data.prompts_per_step,
+                                 self.run.path / "offline", cfg.run.seed)
         self.grids = Grids(self.job, self.run.path, grid_prompts(metas, cfg.run.grid_prompts), cfg.run.grid_every,
                            p.grids)
         self.recovery = Recovery(self.job, self.run, tr.max_recoveries, self._resume)

@@ -28,7 +28,8 @@ class ReasoningPhase:
         return [self.tok(self._fill("reason", prompt=p), add_special_tokens=False).input_ids for p in prompts]
 
     @torch.no_grad()
-    def reason(self, prompts: list[str], max_new_tokens: int, text_shift: torch.Tensor | None = None) -> list[list[int]]:
+    def reason(self, prompts: list[str], max_new_tokens: int,
+               text_shift: torch.Tensor | None = None) -> list[list[int]]:
         """Greedy reasoning tokens per prompt. `text_shift` (B, n, D) is added to the last-layer state before the LM
         head at reasoning positions 0..n-1 (MILR's text latents, decoded to tokens); later tokens follow from them."""
         ids, mask = self._pad(self.reasoning_prefix(prompts), left=True)
@@ -61,7 +62,8 @@ class ReasoningPhase:
 
     @torch.no_grad()
     def sample_reasoned(self, prompts: list[str], reasoning: list[list[int]], guidance: float, temperature: float,
-                        generator: torch.Generator | None = None, image_shift: torch.Tensor | None = None) -> ImageSamples:
+                        generator: torch.Generator | None = None,
+                        image_shift: torch.Tensor | None = None) -> ImageSamples:
         """One image per row after its prompt and reasoning; `image_shift` (B, n_v, D) moves the image latents."""
         ids, uncond, mask = self.reasoned_prompts(prompts, reasoning)
         embeds = self.model.get_input_embeddings()(torch.cat([ids, uncond]))

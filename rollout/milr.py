@@ -111,8 +111,8 @@ Judge = Callable[[list[str], ImageSamples], torch.Tensor]
 
 def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance: float, temperature: float,
            generator: torch.Generator) -> tuple[list[Found], LatentShift]:
-    """MILR (variant ours) on a batch of prompts, each with its own latents (offsets from the model's own, starting at 0):
-    sample, judge, one Adam step on the REINFORCE surrogate (plus the l2 term), until the reward passes the
+    """MILR (variant ours) on a batch of prompts, each with its own latents (offsets from the model's own, starting at
+    0): sample, judge, one Adam step on the REINFORCE surrogate (plus the l2 term), until the reward passes the
     threshold or K steps. Returns what each prompt found and the final latent offsets (one row per prompt)."""
     s = s.resolved()
     active(s.strategy, 0, s.steps)  # an unknown strategy fails before any work

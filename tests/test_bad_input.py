@@ -50,7 +50,8 @@ ROWS = [  # (overrides, message)
     (["guard.max_flat_groups=2"], "guard.max_flat_groups is a fraction in [0, 1], got 2.0"),
     (["run.wandb=off"], "run.wandb 'False' is not one of: auto, online, offline, disabled"),
     (["run.resume=auto"], "run.resume needs run.dir: the directory of the run to continue"),
-    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, reward_model, oracle, server, random, shuffled"),
+    (["reward.judge=clip"], "reward.judge 'clip' is not one of: rubric, vqa_rubric, srum, gvu, reward_model, oracle, "
+                            "server, random, shuffled"),
     (["trainer.algorithm=ppo"], "trainer.algorithm 'ppo' is not one of: grpo, srum"),
     (["sync.timeout_s=700"], "trainer.restart_timeout_s (600) must exceed sync.timeout_s (700)"),
     (["resources.rollout.strategy=TIGHT"], "resources.rollout.strategy 'TIGHT' is not one of"),
@@ -132,7 +133,8 @@ def test_milr_settings_are_checked_in_one_line():
     from launch import milr
 
     for argv, message in [(["milr.strategy=sideways"], "milr.strategy 'sideways' is not one of: joint, alternating"),
-                          (["milr.steps=0"], "milr.steps, milr.samples, milr.reason_tokens and prompts_per_call must be >= 1"),
+                          (["milr.steps=0"], "milr.steps, milr.samples, milr.reason_tokens and prompts_per_call must "
+                                             "be >= 1"),
                           (["milr.lambda_v=0"], "milr.lambda_t and milr.lambda_v are fractions in (0, 1]"),
                           (["milr.variant=preprint"], "milr.variant 'preprint' is not one of: paper, ours"),
                           (["milr.l2=-1"], "milr.l2 is a penalty weight >= 0, got -1"),

@@ -250,6 +250,9 @@ class TrainerConfig:
     steps: int = 100  # T
     # grpo (Eq. 7-8) | srum (reward-weighted likelihood on the judge's reward maps; needs reward.judge=srum)
     algorithm: str = "grpo"
+    # online: fresh samples every step | offline (SRUM's): the training prompts sampled and judged once, then T
+    # steps trained on that set (driver/offline.py); needs trainer.algorithm=srum
+    regime: str = "online"
     converge_window: int = 0  # stop early when the mean reward over this many steps stops rising (0: off)
     converge_tol: float = 1e-3
     async_mode: bool = True  # overlap rollout of step t+1 with the update of step t (false: strictly on-policy)
@@ -269,6 +272,7 @@ class TrainerConfig:
 
     def __post_init__(self):
         one_of("trainer.algorithm", self.algorithm, TRAINERS)
+        one_of("trainer.regime", self.regime, ("online", "offline"))
         one_of("trainer.strategy", self.strategy, UPDATE_STRATEGIES)
         at_least("trainer", self, steps=(0, "0: evaluate only"), max_staleness=0, learners=1, introspectors=1,
                  converge_window=(0, "0: off"), max_actor_restarts=0, max_recoveries=0)
@@ -345,6 +349,9 @@ class MetaTTRLConfig:
         if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not Path(self.run.dir or self.run.root).is_absolute():
             raise UserError("a submitted Ray job runs in a temporary copy of the working dir: give an absolute "
                             "run.root (or run.dir) on storage that outlives the job, e.g. run.root=/shared/runs")
+        if self.trainer.regime == "offline" and self.trainer.algorithm != "srum":
+            raise UserError("trainer.regime=offline trains on samples judged once by the initial policy: it is SRUM's "
+                            "reward-weighted update (trainer.algorithm=srum); GRPO's ratios need fresh samples")
         if self.trainer.algorithm == "srum" and self.reward.judge != "srum":
             raise UserError("trainer.algorithm=srum trains on reward maps: it needs reward.judge=srum")
         if self.trainer.restart_timeout_s <= self.sync.timeout_s:
