@@ -166,7 +166,8 @@ class DiffusionAdapter(GeneratorAdapter):
         """Its own understanding only with a VLM (Qwen-Image's, or `understanding` for SD3/FLUX); no image tokens,
         prompt likelihood or latent search; SRUM's maps on the latent grid."""
         return Capabilities(understanding=self.understanding is not None, prompt_likelihood=False,
-                            image_tokens=False, latent_search=False, reward_maps=True)
+                            image_tokens=False, latent_search=False, reward_maps=True,
+                            describes=self.understanding is not None)
 
     @property
     def device(self):
@@ -205,6 +206,9 @@ class DiffusionAdapter(GeneratorAdapter):
 
     def write(self, prompts, instruction, max_new_tokens=96, temperature=0.0, generator=None):
         return self.vlm.write(prompts, instruction, max_new_tokens, temperature, generator)
+
+    def ask(self, images, questions, image_index=None, max_new_tokens=64):
+        return self.vlm.ask(images, questions, image_index, max_new_tokens)
 
     @property
     def rubric_dialect(self) -> str:

@@ -20,6 +20,8 @@ CHAT = {
               "<|vision_start|>{image}<|vision_end|>{question} Answer yes or no.<|im_end|>\n<|im_start|>assistant\n",
     "write": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
              "{instruction}\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
+    "ask": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+           "<|vision_start|>{image}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n",  # free answers
     "prompt": "<|im_start|>user\n{prompt}<|im_end|>\n",  # what encode_text reads (Qwen-Image style)
 }
 IMAGE_PAD = "<|image_pad|>"
@@ -113,6 +115,25 @@ class QwenVLUnderstanding:
         last = out.logits[torch.arange(len(texts)), mask.sum(1) - 1].float()
         probs = torch.softmax(last, -1)
         return torch.stack([probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)], -1)
+
+    @torch.no_grad()
+    def ask(self, images: np.ndarray, questions: list[str], image_index: list[int] | None = None,
+            max_new_tokens: int = 64) -> list[str]:
+        """Greedy text answers to free-form questions about images (SRUM's scoring prompts)."""
+        feats = self.image_features(images)
+        index = list(range(len(questions))) if image_index is None else list(image_index)
+        grid = feats["grid"][index]
+        n_pad = (grid.prod(-1) // self.merge ** 2).tolist()
+        texts = [self.templates["ask"].format(image=IMAGE_PAD * n, question=q) for n, q in zip(n_pad, questions)]
+        enc = self.tok(texts, add_special_tokens=False, padding=True, return_tensors="pt", padding_side="left")
+        ids = enc.input_ids.to(self.device)
+        out = self.model.generate(input_ids=ids, attention_mask=enc.attention_mask.to(self.device),
+                                  mm_token_type_ids=(ids == self.pad_token).int(),
+                                  pixel_values=torch.cat([feats["patches"][i] for i in index]).to(self.device,
+                                                                                                  self.model.dtype),
+                                  image_grid_thw=grid.to(self.device), max_new_tokens=max_new_tokens, do_sample=False,
+                                  pad_token_id=self.tok.pad_token_id)
+        return self.tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
 
     @torch.no_grad()
     def write(self, prompts: list[str], instruction: str, max_new_tokens: int = 96, temperature: float = 0.0,

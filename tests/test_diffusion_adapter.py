@@ -153,14 +153,17 @@ def test_a_token_based_judge_is_refused_for_a_flow_model(flow_dir, tmp_path):
         meta_ttrl.main([f"model.path={flow_dir}", "reward.judge=gvu", f"run.dir={tmp_path}"])
 
 
-@pytest.mark.slow  # ~20 s; the flow form of the update is tested by hand in test_method_equations.py
-def test_srum_two_steps_on_a_tiny_flow_model(ray_local, flow_dir, tmp_path):
-    """SRUM Eq. 1-3 on a flow model: the judge paints its maps on the latent grid, the learner's flow-matching
-    loss trains the transformer on its own latents."""
+@pytest.mark.slow  # ~20 s each; the flow form of the update is tested by hand in test_method_equations.py
+@pytest.mark.parametrize("scores", ["yes_no", "text"])
+def test_srum_two_steps_on_a_tiny_flow_model(ray_local, flow_dir, tmp_path, scores):
+    """SRUM Eq. 1-3 on a flow model: the judge paints its maps on the latent grid (scores from yes/no answers, or
+    from the scoring prompts answered in text by the pipeline's Qwen2.5-VL), the learner's flow-matching loss trains
+    the transformer on its own latents."""
     import json
 
     from launch import meta_ttrl
-    meta_ttrl.main([f"model.path={flow_dir}", "reward.judge=srum", "trainer.algorithm=srum", "trainer.steps=2",
+    meta_ttrl.main([f"model.path={flow_dir}", "reward.judge=srum", f"reward.srum_scores={scores}",
+                    "trainer.algorithm=srum", "trainer.steps=2",
                     "data.prompts_per_step=2", "rollout.group_size=2", "rubric.max_new_tokens=8", "data.heldout=",
                     "data.eval_max_prompts=1", "data.eval_samples=1", "run.grid_prompts=0", "run.wandb=disabled",
                     f"run.dir={tmp_path}"])

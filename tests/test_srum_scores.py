@@ -105,3 +105,15 @@ def test_janus_pro_answers_in_text_about_each_image_and_a_row_alone_equals_the_b
     both = pro.ask(images, questions, [0, 1, 1], max_new_tokens=6)
     alone = pro.ask(images[1:], questions[1:2], [0], max_new_tokens=6)
     assert len(both) == 3 and all(isinstance(t, str) for t in both) and alone == both[1:2]
+
+
+def test_the_flow_models_vlm_answers_in_text_and_a_row_alone_equals_the_batch():
+    from fixtures import qwen_vl_like
+    from models.qwen_vl import QwenVLUnderstanding
+
+    vlm = QwenVLUnderstanding(*qwen_vl_like.build())
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    questions = [GLOBAL.format(prompt="a red apple"), BACKGROUND.format(prompt="two cups"), "Is it red?"]
+    both = vlm.ask(images, questions, [0, 1, 1], max_new_tokens=5)
+    alone = vlm.ask(images[1:], questions[1:2], [0], max_new_tokens=5)
+    assert len(both) == 3 and all(isinstance(t, str) for t in both) and alone == both[1:2]
