@@ -39,7 +39,8 @@ test-slow: $(STAMP)
 # side-by-side ratios (docs/results/performance.md); the sampler section runs on a tiny Janus-Pro-layout checkpoint
 bench: $(STAMP)
 	$(PY) tests/fixtures/janus_pro_like.py $(VENV)/bench_janus_pro
-	$(PY) launch/bench.py janus_pro=$(VENV)/bench_janus_pro $(ARGS)
+	$(PY) tests/fixtures/flow_like.py $(VENV)/bench_flow
+	$(PY) launch/bench.py janus_pro=$(VENV)/bench_janus_pro flow=$(VENV)/bench_flow $(ARGS)
 
 pretrain: $(STAMP)
 	$(PY) launch/pretrain_toy.py

@@ -13,9 +13,11 @@ TRAINED = {"meta_ttrl": ["reward.judge=rubric"], "gvu": ["reward.judge=gvu"],
            "e_ttrl": ["reward.judge=rubric", "reward.model_path={external}"],
            "oracle_grpo": ["reward.judge=oracle"],
            "reward_model": ["reward.judge=reward_model", "reward.model_path={external}"]}
-# reward controls (rewards/judges.py) and Meta-TTRL on rubrics built from the prompt's metadata
+# reward controls (rewards/judges.py), Meta-TTRL on rubrics built from the prompt's metadata, Meta-TTRL on LoRA
 CONTROLS = {"random": ["reward.judge=random"], "shuffled": ["reward.judge=shuffled"],
-            "metadata_rubric": ["reward.judge=rubric", "rubric.source=metadata"]}
+            "metadata_rubric": ["reward.judge=rubric", "rubric.source=metadata"],
+            # Meta-TTRL training LoRA adapters (rank 16 on the toy's 192-wide language model) at 10x the full lr
+            "meta_ttrl_lora": ["reward.judge=rubric", "model.lora.rank=16", "model.lora.alpha=32", "grpo.lr=5e-4"]}
 # method -> the argument it cannot run without
 NEEDS = {"vqa_rubric": "vqa_path", "e_ttrl": "external", "reward_model": "external"}
 MILR_SAMPLES = 2  # images per MILR step: the fewest a REINFORCE baseline works with, so K can be largest

@@ -1,13 +1,15 @@
 """`make bench`: the performance benchmarks, each a ratio measured side by side in this one run, printed as tables
 and written (with the command, the host and the commit) to docs/results/performance.md.
 
-    python launch/bench.py [sections=step,sync,async,scaling,overhead,scoring,sampler] [baseline=<commit>]
-                           [steps=12] [sizes=25,100,400] [buckets=16,64,256] [janus_pro=<dir>] [out=<file.md>]
+    python launch/bench.py [sections=step,sync,async,scaling,overhead,scoring,sampler,lora] [baseline=<commit>]
+                           [steps=12] [sizes=25,100,400] [buckets=16,64,256] [janus_pro=<dir>] [flow=<dir>]
+                           [out=<file.md>]
 
 Sections (driver/bench_*.py say what each measures): step (the default job, `baseline` commit vs this checkout, and
 on-policy), sync (weight sync four ways at `sizes` million parameters), async and scaling (simulated stage costs on
 a simulated three-node cluster), overhead (the framework's cost per step), scoring (a judge call three ways),
-sampler (our CFG sampler vs transformers' generate on the Janus-Pro layout in `janus_pro`; skipped without it).
+sampler (our CFG sampler vs transformers' generate on the Janus-Pro layout in `janus_pro`; skipped without it),
+lora (full-weight vs LoRA sync: measured on the tiny layouts in `janus_pro` and `flow`, counted at published widths).
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ import driver  # noqa: F401  (a local Ray cluster binds loopback)
 from driver.cli import UserError, own_args, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("step", "sync", "async", "scaling", "overhead", "scoring", "sampler")
+SECTIONS = ("step", "sync", "async", "scaling", "overhead", "scoring", "sampler", "lora")
 DEFAULTS = {"sections": ",".join(SECTIONS), "baseline": "751b552", "steps": "12", "sizes": "25,100,400",
-            "buckets": "16,64,256", "janus_pro": "", "out": str(ROOT / "docs" / "results" / "performance.md")}
+            "buckets": "16,64,256", "janus_pro": "", "flow": "",
+            "out": str(ROOT / "docs" / "results" / "performance.md")}
+# LoRA settings of the lora section: small for the tiny layouts; at the published widths verl's Flow-GRPO example
+# for Qwen-Image (rank 64, alpha 128; examples/flowgrpo_trainer/run_flowgrpo.sh)
+TINY_LORA, PUBLISHED_LORA = dict(rank=4, alpha=8.0), dict(rank=64, alpha=128.0)
 # Simulated stage costs, seconds per step on one actor per role: the shares a GPU step shows when sampling
 # dominates (rollout 50%, update 25%, judging 20%, weight sync 5%), scaled to a 1 s on-policy step.
 GPU_LIKE = dict(rollout=0.50, judge=0.20, train=0.25, sync=0.05)
@@ -101,6 +107,21 @@ def simulated_cluster(nodes: int = 3, cpus: int = 8):
     return cluster
 
 
+def lora_tables(args: dict, emit) -> None:
+    """Full-weight vs LoRA sync: measured on the tiny layouts given (`janus_pro`, `flow`), counted at the
+    published widths."""
+    from driver import bench_lora
+    from models.loading import load_adapter
+    from models.lora import LoraSettings
+    tiny = {label: (lambda p=path: load_adapter(p)) for label, path in
+            (("tiny Janus-Pro layout", args["janus_pro"]), ("tiny Qwen-Image layout", args["flow"])) if path}
+    if tiny:
+        emit(f"LoRA vs full-weight sync, measured (2 actors over gloo on loopback, 64 MB buckets, sampled check; "
+             f"best of 5; LoRA {TINY_LORA})", bench_lora.measured_rows(tiny, LoraSettings(**TINY_LORA)))
+    emit(f"LoRA vs full-weight sync, bytes at the published widths (counted on the meta device; LoRA "
+         f"{PUBLISHED_LORA})", bench_lora.published_width_rows(LoraSettings(**PUBLISHED_LORA)))
+
+
 def run_sections(args: dict) -> list[str]:
     """Each asked section's markdown table, printed as it is measured."""
     from driver import bench_models, bench_pipeline, bench_step, bench_sync
@@ -115,7 +136,7 @@ def run_sections(args: dict) -> list[str]:
              "after, 2 x 1160 images)", evals)
         step_s["toy default (1 rollout, 1 introspector, 1 learner)"] = rows[1]["step_s"]
     costs = bench_pipeline.StageCosts(**GPU_LIKE)
-    if any(s in wanted for s in ("sync", "async", "scaling", "overhead")):
+    if any(s in wanted for s in ("sync", "async", "scaling", "overhead", "lora")):
         import ray
         cluster = simulated_cluster()
         try:
@@ -123,6 +144,8 @@ def run_sections(args: dict) -> list[str]:
                 emit("Weight sync, 2 processes over gloo on loopback (best of 3; x_floor: time / memcpy time)",
                      bench_sync.run([int(s) for s in args["sizes"].split(",")],
                                     [float(b) for b in args["buckets"].split(",")]))
+            if "lora" in wanted:
+                lora_tables(args, emit)
             if "async" in wanted:
                 emit(f"Async vs on-policy, simulated stage costs {GPU_LIKE} s", bench_pipeline.async_rows(costs, 14))
             if "scaling" in wanted:

@@ -163,8 +163,40 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 
 class GeneratorAdapter(ABC):
     """Base of the generator backends: the parts of `Generator` that follow from `trainable_parameters()` and
-    `device`."""
+    `device`. `lora`: the LoRA settings once models/lora.attach has put adapters in (then only they train)."""
     capabilities: Capabilities
+    lora = None
+    base_path = ""  # where the base weights were loaded from (a LoRA checkpoint names it)
+
+    def lora_filtered(self, named) -> list[tuple[str, torch.nn.Parameter]]:
+        """`named` parameters, or only their LoRA adapters when LoRA is on."""
+        return [(n, p) for n, p in named if ".lora_" in n] if self.lora else list(named)
+
+    def save_pretrained(self, path) -> None:
+        """The policy in its own layout; with LoRA, the adapters (and on request the merged weights)."""
+        if self.lora:
+            from models import lora
+            lora.save(self, path, self.base_path)
+        else:
+            self.save_full(path)
+
+    @abstractmethod
+    def save_full(self, path) -> None: ...
+
+    def save_merged(self, path) -> None:
+        """The base with the LoRA adapters folded in, in the plain layout."""
+        from models import lora
+        own = self.module_holder()
+        original = getattr(self, own)
+        setattr(self, own, lora.merged_module(original))
+        try:
+            self.save_full(path)
+        finally:
+            setattr(self, own, original)
+
+    @abstractmethod
+    def module_holder(self) -> str:
+        """The attribute holding `module` (what LoRA goes into and what a merged export replaces)."""
 
     @property
     @abstractmethod

@@ -142,7 +142,7 @@ class DiffusionAdapter(GeneratorAdapter):
                   PipelineText.from_pretrained(path, index["_class_name"], device, dtype, settings.text_tokens))
         return cls(transformer, vae, encode, settings, meta["latent_channels"], meta["latent_size"], vlm, family)
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_full(self, path: str | Path) -> None:
         """The pipeline's layout: a published SD3/FLUX pipeline keeps its text encoders, tokenizers and scheduler
         (and is saved without its separate understanding VLM, which the config names)."""
         path = Path(path)
@@ -179,7 +179,14 @@ class DiffusionAdapter(GeneratorAdapter):
         return self.transformer
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(f"transformer.{n}", p) for n, p in self.transformer.named_parameters()]
+        return self.lora_filtered((f"transformer.{n}", p) for n, p in self.transformer.named_parameters())
+
+    def module_holder(self) -> str:
+        return "transformer"
+
+    @property
+    def lora_targets(self) -> list[str]:
+        return self.family.lora_targets
 
     def freeze(self) -> None:
         text = self.encode_text.pipe.components.values() if isinstance(self.encode_text, PipelineText) else ()

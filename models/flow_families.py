@@ -47,8 +47,13 @@ def scaled_decode(vae, latents: torch.Tensor) -> torch.Tensor:
     return vae.decode(z).sample
 
 
+# LoRA targets (model.lora), the attention projections of the joint blocks as Flow-GRPO trains SD3
+ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+
+
 class SD3Family:
     name, prompt_template = "sd3", None
+    lora_targets = ATTENTION_TARGETS
 
     def velocity(self, transformer, x, t: float, cond: TextCondition, guidance: float) -> torch.Tensor:
         """Guided velocity; `cond` holds the prompts' rows then the empty prompt's."""
@@ -65,6 +70,8 @@ class SD3Family:
 
 class QwenImageFamily:
     name, prompt_template = "qwen_image", QWEN_IMAGE_PROMPT
+    # with the image and text MLPs, as verl's Flow-GRPO example trains Qwen-Image (examples/flowgrpo_trainer)
+    lora_targets = ATTENTION_TARGETS + ["img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2"]
 
     def velocity(self, transformer, x, t: float, cond: TextCondition, guidance: float) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -90,6 +97,7 @@ class QwenImageFamily:
 
 class FluxFamily:
     name, prompt_template = "flux", None
+    lora_targets = ATTENTION_TARGETS
 
     def velocity(self, transformer, x, t: float, cond: TextCondition, guidance: float) -> torch.Tensor:
         from diffusers import FluxPipeline

@@ -93,7 +93,7 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
                                                               use_safetensors=True).to(device).eval()
         return cls(model, tokenizer, **fmt)
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_full(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
         self.tok.save_pretrained(path)
         fmt = {"templates": self.templates, "image_joiner": self.image_joiner, "rubric_dialect": self.rubric_dialect}
@@ -110,8 +110,15 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
         return self.model
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        """The generator's parameters: what GRPO trains and the weight sync sends."""
-        return [(n, p) for n, p in self.model.named_parameters() if n.startswith(GENERATOR_PREFIXES)]
+        """The generator's parameters (their LoRA adapters with model.lora): what GRPO trains and the sync sends."""
+        named = self.model.named_parameters()
+        return self.lora_filtered((n, p) for n, p in named if n.startswith(GENERATOR_PREFIXES))
+
+    def module_holder(self) -> str:
+        return "model"
+
+    # LoRA (model.lora) on the language model's attention and MLP projections, not the vision encoder's
+    lora_targets = r"model\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
     def freeze(self) -> None:
         self.model.requires_grad_(False)

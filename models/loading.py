@@ -38,7 +38,11 @@ def backend_of(path: str | Path) -> str:
 
 def load_adapter(path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
                  understanding: str | Path | None = None):
-    """`understanding`: the Qwen2.5-VL of a flow pipeline that has none (SD3, FLUX); unused by other models."""
+    """`understanding`: the Qwen2.5-VL of a flow pipeline that has none (SD3, FLUX); unused by other models. A LoRA
+    checkpoint (models/lora.py's layout) loads its base, then its adapters."""
+    from models import lora
+    if lora.is_lora_dir(path):
+        return lora.load_trained(path, lambda base: load_adapter(base, device, dtype, understanding))
     return BACKENDS[backend_of(path)].load(Path(path), device, dtype, understanding)
 
 

@@ -86,7 +86,8 @@ def model_dirs(tmp_path_factory):
 @pytest.mark.parametrize("config, layout", [("janus_pro_7b", "janus_pro"), ("janus_pro_1b", "janus_pro"),
                                             ("qwen_image", "qwen_image"), ("flux_dev", "flux"),
                                             ("sd35_medium", "sd3"), ("janus_pro_7b,gvu_posttrain", "janus_pro"),
-                                            ("qwen_image,srum", "qwen_image")])
+                                            ("qwen_image,srum", "qwen_image"),
+                                            ("qwen_image,qwen_image_lora", "qwen_image")])
 def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     """Each launch/configs/*.yaml is a valid layer for its model kind: keys, strategy, placement arithmetic,
     the judge's understanding (the CLIP/T5 pipelines need model.understanding_path, and say so)."""
@@ -102,4 +103,5 @@ def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     adapter = check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
     assert adapter.max_positions > 0
     assert sorted(p.stem for p in (ROOT / "launch" / "configs").glob("*.yaml")) == [
-        "flux_dev", "gvu_posttrain", "janus_pro_1b", "janus_pro_7b", "qwen_image", "sd35_medium", "srum"]  # + a row
+        "flux_dev", "gvu_posttrain", "janus_pro_1b", "janus_pro_7b", "qwen_image", "qwen_image_lora", "sd35_medium",
+        "srum"]  # a new config: a row above

@@ -28,6 +28,7 @@ from learners.strategies import STRATEGIES as UPDATE_STRATEGIES
 from learners.trainers import TRAINERS
 from models.adapter import resolve_dtype
 from models.loading import JUDGE_BACKENDS
+from models.lora import LoraSettings
 from models.toy import EMBEDDED
 from rewards.introspection import RUBRIC_SOURCES
 from rewards.judges import JUDGES
@@ -39,6 +40,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
+class LoraSection(LoraSettings):
+    """model.lora: LoRA adapters through peft (models/lora.py); rank 0 trains every generator weight."""
+
+    def __post_init__(self):
+        at_least("model.lora", self, rank=(0, "0: off"))
+        above("model.lora", self, alpha=0.0)
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"model.lora.dropout must lie in [0, 1), got {self.dropout}")
+
+
+@dataclass
 class ModelConfig:
     path: str = str(EMBEDDED)
     threads: int = 1  # torch CPU threads per actor
@@ -46,6 +58,7 @@ class ModelConfig:
     # a flow pipeline whose text encoders cannot see images (SD3, FLUX): the Qwen2.5-VL directory that writes and
     # answers its rubrics (Qwen-Image and Janus models understand with their own weights: leave empty)
     understanding_path: str = ""
+    lora: LoraSection = field(default_factory=LoraSection)
 
     def __post_init__(self):
         at_least("model", self, threads=1)
