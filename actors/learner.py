@@ -13,6 +13,7 @@ from actors.checkpointed import Checkpointed
 from actors.evaluation_sampling import EvaluationSampling
 from learners.state import State, load_rng_state, merge, rng_state
 from learners.trainers import TRAINERS
+from models import lora
 from models.loading import load_adapter
 from rollout.batch import Judgement, RolloutBatch, split_stale
 
@@ -24,7 +25,7 @@ class LearnerActor(Checkpointed, EvaluationSampling):
                  strategy: str = "torch", zero_stage: int = 2, ds_overrides: dict | None = None):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = load_adapter(model.path, dtype=model.dtype)
+        self.a = lora.with_lora(load_adapter(model.path, dtype=model.dtype), model.lora, model.path)
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self.groups, self.version, self.max_staleness, self.stale_dropped = None, 0, max_staleness, 0
         self.trainer = TRAINERS[algorithm](self.a, grpo_cfg, guidance, temperature, seed, self._allreduce, rank, world,

@@ -11,6 +11,7 @@ from actors import weight_sync
 from actors.checkpointed import Checkpointed
 from actors.evaluation_sampling import EvaluationSampling
 from learners.state import State, load_rng_state, merge, rng_state
+from models import lora
 from models.loading import load_adapter
 from rollout import milr
 from rollout.milr_reasoning import search_reasoned
@@ -22,7 +23,7 @@ class RolloutActor(Checkpointed, EvaluationSampling):
     def __init__(self, model, threads: int, seed: int):
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.a = load_adapter(model.path, dtype=model.dtype)
+        self.a = lora.with_lora(load_adapter(model.path, dtype=model.dtype), model.lora, model.path)
         self.a.freeze()  # sampling only (MILR's gradients go to its latents, not the weights)
         self.params = [p for _, p in self.a.trainable_parameters()]
         self.gen = self.a.generator(seed)
