@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	# deepspeed ships as a source package: built against the venv's torch (isolation would fetch a CUDA torch)
 	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "deepspeed>=0.15" $(QUIET)
 	$(PY) -m pip install -q -e ".[dev,deepspeed]" $(QUIET)
-	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, deepspeed, toyworld, models"
+	$(PY) -c "import torch, transformers, ray, omegaconf, scipy, deepspeed, peft, toyworld, models"
 	touch $(STAMP)
 
 install: $(STAMP)
