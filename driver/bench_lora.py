@@ -10,10 +10,9 @@ full generator against its LoRA adapters, side by side in one run.
 
 from __future__ import annotations
 
-import ray
 import torch
 
-from driver.bench_sync import SyncPeer
+from driver.bench_sync import best_bucketed, close_pair, sync_pair
 from models import lora
 
 BUCKET_MB, CHECK_STRIDE = 64.0, 16
@@ -25,20 +24,11 @@ def trainable_sizes(adapter) -> list[int]:
 
 def time_sync(sizes: list[int], repeats: int) -> float:
     """Best sync time of tensors of these element counts between two actors (checksums compared)."""
-    sender, receiver = SyncPeer.remote(sizes, 0), SyncPeer.remote(sizes, 1)
-    address, port = ray.get(sender.address.remote())
-    ray.get([sender.join.remote(0, address, port), receiver.join.remote(1, address, port)])
-    times = []
-    for r in range(repeats):
-        (t_send, sent), (t_recv, got) = ray.get([sender.bucketed.remote(BUCKET_MB, r, CHECK_STRIDE),
-                                                 receiver.bucketed.remote(BUCKET_MB, r, CHECK_STRIDE)])
-        if sent != got:
-            raise RuntimeError(f"LoRA sync bench: receiver checksum {got:#x} != sender {sent:#x}")
-        times.append(max(t_send, t_recv))
-    ray.get([sender.leave.remote(), receiver.leave.remote()])
-    for actor in (sender, receiver):
-        ray.kill(actor)
-    return min(times)
+    pair = sync_pair(sizes)
+    try:
+        return best_bucketed(pair, BUCKET_MB, CHECK_STRIDE, repeats)
+    finally:
+        close_pair(pair)
 
 
 def measured_rows(models: dict, settings: lora.LoraSettings, repeats: int = 5) -> list[dict]:

@@ -78,26 +78,43 @@ class SyncPeer:
         weight_sync.leave()
 
 
-def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...] = (1, 16),
-                 repeats: int = 3) -> list[dict]:
-    """Rows (method, seconds, GB/s, x floor) for one model size; the receiver's checksum must match the sender's."""
-    sizes = layer_shapes(n_params)
+def sync_pair(sizes: list[int]) -> tuple:
+    """A sender and a receiver holding tensors of these element counts, joined in one sync group."""
     sender, receiver = SyncPeer.remote(sizes, 0), SyncPeer.remote(sizes, 1)
     address, port = ray.get(sender.address.remote())
     ray.get([sender.join.remote(0, address, port), receiver.join.remote(1, address, port)])
+    return sender, receiver
+
+
+def best_bucketed(pair: tuple, bucket_mb: float, stride: int, repeats: int) -> float:
+    """Best time of the job's bucketed sync over `repeats` versions; the receiver's checksum must match."""
+    sender, receiver = pair
+    times = []
+    for r in range(repeats):
+        (t_send, sent), (t_recv, got) = ray.get([sender.bucketed.remote(bucket_mb, r, stride),
+                                                 receiver.bucketed.remote(bucket_mb, r, stride)])
+        if sent != got:
+            raise RuntimeError(f"bucketed sync at {bucket_mb} MB: receiver checksum {got:#x} != sender {sent:#x}")
+        times.append(max(t_send, t_recv))
+    return min(times)
+
+
+def close_pair(pair: tuple) -> None:
+    ray.get([peer.leave.remote() for peer in pair])
+    for peer in pair:
+        ray.kill(peer)
+
+
+def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...] = (1, 16),
+                 repeats: int = 3) -> list[dict]:
+    """Rows (method, seconds, GB/s, x floor) for one model size; the receiver's checksum must match the sender's."""
+    pair = sender, receiver = sync_pair(layer_shapes(n_params))
     gb = 4 * n_params / 1e9
     floor = min(ray.get([sender.memcpy.remote() for _ in range(repeats)]))
     rows = [{"method": "memcpy floor (one process)", "s": floor}]
     for mb, stride in [(mb, stride) for mb in bucket_mbs for stride in strides]:
-        times = []
-        for r in range(repeats):
-            (t_send, sent), (t_recv, got) = ray.get([sender.bucketed.remote(mb, r, stride),
-                                                     receiver.bucketed.remote(mb, r, stride)])
-            if sent != got:
-                raise RuntimeError(f"bucketed sync at {mb} MB: receiver checksum {got:#x} != sender {sent:#x}")
-            times.append(max(t_send, t_recv))
         check = "every element" if stride == 1 else f"1 in {stride} of big tensors"
-        rows.append({"method": f"bucketed {mb:g} MB, check {check}", "s": min(times)})
+        rows.append({"method": f"bucketed {mb:g} MB, check {check}", "s": best_bucketed(pair, mb, stride, repeats)})
     rows.append({"method": "per-tensor broadcast", "s": min(
         [max(ray.get([sender.per_tensor.remote(), receiver.per_tensor.remote()])) for _ in range(repeats)])})
     store = []
@@ -108,9 +125,7 @@ def measure_size(n_params: int, bucket_mbs: list[float], strides: tuple[int, ...
     rows.append({"method": "object store put/get", "s": min(store)})
     if ray.get(sender.checksum.remote()) != ray.get(receiver.checksum.remote()):
         raise RuntimeError("after the benchmark the receiver does not hold the sender's weights")
-    ray.get([sender.leave.remote(), receiver.leave.remote()])
-    for actor in (sender, receiver):
-        ray.kill(actor)
+    close_pair(pair)
     for row in rows:
         row |= {"params_M": n_params / 1e6, "GB_per_s": gb / row["s"], "x_floor": row["s"] / floor}
     return rows

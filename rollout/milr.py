@@ -68,6 +68,36 @@ def l2_penalty(latents: list[torch.Tensor], beta: float) -> torch.Tensor:
     return beta * sum((z.float() ** 2).sum() for z in latents)
 
 
+class Latents:
+    """Each prompt's latent offsets, starting at 0: `text` (B, max n_t, D) masked to each prompt's own n_t, `image`
+    (B, n_v, D), and the Adam that moves them."""
+
+    def __init__(self, n_t: list[int], n_v: int, width: int, lr: float):
+        self.raw_text = torch.zeros(len(n_t), max(n_t), width, requires_grad=True)
+        self.mask = (torch.arange(max(n_t))[None] < torch.tensor(n_t)[:, None]).float()[..., None]
+        self.image = torch.zeros(len(n_t), n_v, width, requires_grad=True)
+        self.opt = torch.optim.Adam([self.raw_text, self.image], lr=lr)
+
+    @property
+    def text(self) -> torch.Tensor:
+        return self.raw_text * self.mask
+
+    def l2(self, rows: torch.Tensor, beta: float) -> torch.Tensor:
+        return l2_penalty([self.text[rows], self.image[rows]], beta)
+
+    def step(self, loss: torch.Tensor, strategy: str, step: int, steps: int) -> None:
+        """One Adam step on `loss`; a set the strategy holds still this step gets no gradient (Adam skips it)."""
+        move_text, move_image = active(strategy, step, steps)
+        self.opt.zero_grad()
+        loss.backward()
+        self.raw_text.grad = self.raw_text.grad if move_text else None
+        self.image.grad = self.image.grad if move_image else None
+        self.opt.step()
+
+    def final(self) -> LatentShift:
+        return LatentShift(self.text.detach(), self.image.detach())
+
+
 # variant -> what an unset setting means: the published method, or this project's earlier reading of it
 VARIANTS = {
     "paper": {"samples": 1, "l2": 0.05},  # reasoning phase, last-layer text latents, final image returned
@@ -121,16 +151,12 @@ def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance:
     n_t = [optimised_positions(n, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[0]
            for n in adapter.prompt_lengths(prompts)]
     n_v = optimised_positions(1, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[1]
-    width = adapter.latent_width
-    text = torch.zeros(len(prompts), max(n_t), width, requires_grad=True)
-    text_mask = (torch.arange(max(n_t))[None] < torch.tensor(n_t)[:, None]).float()[..., None]
-    image = torch.zeros(len(prompts), n_v, width, requires_grad=True)
-    opt = torch.optim.Adam([text, image], lr=s.lr)
+    z = Latents(n_t, n_v, adapter.latent_width, s.lr)
     found: list[Found | None] = [None] * len(prompts)
     live = list(range(len(prompts)))
     for step in range(s.steps):
         rows = torch.tensor(live).repeat_interleave(s.samples)
-        shift = LatentShift(text * text_mask, image).rows(rows)
+        shift = LatentShift(z.text, z.image).rows(rows)
         out = adapter.sample([prompts[i] for i in live], s.samples, guidance, temperature, generator,
                              LatentShift(shift.text.detach(), shift.image.detach()))
         row_prompts = [prompts[i] for i in rows.tolist()]
@@ -147,13 +173,7 @@ def search(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance:
         logp = adapter.image_logprobs([row_prompts[r] for r in keep.tolist()], out.tokens[keep], guidance,
                                       temperature, shift.rows(keep)).sum(1)
         loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp.view(len(going), -1), rewards[going]))
-        going_rows = torch.tensor([live[k] for k in going])
-        loss = loss + l2_penalty([(text * text_mask)[going_rows], image[going_rows]], s.l2)
-        move_text, move_image = active(s.strategy, step, s.steps)
-        opt.zero_grad()
-        loss.backward()
-        text.grad = text.grad if move_text else None  # Adam skips a tensor without a gradient
-        image.grad = image.grad if move_image else None
-        opt.step()
+        loss = loss + z.l2(torch.tensor([live[k] for k in going]), s.l2)
+        z.step(loss, s.strategy, step, s.steps)
         live = [live[k] for k in going]
-    return found, LatentShift((text * text_mask).detach(), image.detach())
+    return found, z.final()

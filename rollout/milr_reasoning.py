@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from rollout.milr import Found, Judge, MILRSettings, active, l2_penalty, optimised_positions, reinforce_surrogate, \
-    should_stop
 from models.adapter import LatentShift
+from rollout.milr import Found, Judge, Latents, MILRSettings, active, optimised_positions, reinforce_surrogate, \
+    should_stop
 
 
 def search_reasoned(adapter, prompts: list[str], judge: Judge, s: MILRSettings, guidance: float,
@@ -23,20 +23,17 @@ def search_reasoned(adapter, prompts: list[str], judge: Judge, s: MILRSettings, 
     first = adapter.reason(prompts, s.reason_tokens)  # the model's own reasoning fixes how many latents move
     n_t = [optimised_positions(len(r), 0, s.lambda_t, s.lambda_v)[0] for r in first]
     n_v = optimised_positions(1, adapter.n_image_tokens, s.lambda_t, s.lambda_v)[1]
-    text = torch.zeros(len(prompts), max(n_t), adapter.latent_width, requires_grad=True)
-    text_mask = (torch.arange(max(n_t))[None] < torch.tensor(n_t)[:, None]).float()[..., None]
-    image = torch.zeros(len(prompts), n_v, adapter.latent_width, requires_grad=True)
-    opt = torch.optim.Adam([text, image], lr=s.lr)
+    z = Latents(n_t, n_v, adapter.latent_width, s.lr)
     found: list[Found | None] = [None] * len(prompts)
     live = list(range(len(prompts)))
     for step in range(s.steps):
         idx = torch.tensor(live)
-        reasoning = adapter.reason([prompts[i] for i in live], s.reason_tokens, (text * text_mask)[idx].detach())
+        reasoning = adapter.reason([prompts[i] for i in live], s.reason_tokens, z.text[idx].detach())
         rows = idx.repeat_interleave(s.samples)
         row_prompts = [prompts[i] for i in rows.tolist()]
         row_reasoning = [reasoning[k] for k in range(len(live)) for _ in range(s.samples)]
         out = adapter.sample_reasoned(row_prompts, row_reasoning, guidance, temperature, generator,
-                                      image[rows].detach())
+                                      z.image[rows].detach())
         rewards = torch.nan_to_num(judge(row_prompts, out).float(), nan=0.0).view(len(live), s.samples)
         for k, i in enumerate(live):  # the final image: this step's first sample
             reward = float(rewards[k, 0])
@@ -47,18 +44,12 @@ def search_reasoned(adapter, prompts: list[str], judge: Judge, s: MILRSettings, 
         keep = [k * s.samples + j for k in going for j in range(s.samples)]
         going_rows = idx[going]
         logp_text = adapter.reasoning_logprobs([prompts[i] for i in going_rows.tolist()],
-                                               [reasoning[k] for k in going], (text * text_mask)[going_rows])
+                                               [reasoning[k] for k in going], z.text[going_rows])
         logp_image = adapter.reasoned_image_logprobs([row_prompts[r] for r in keep], [row_reasoning[r] for r in keep],
                                                      out.tokens[keep], guidance, temperature,
-                                                     image[rows[keep]]).sum(1)
+                                                     z.image[rows[keep]]).sum(1)
         logp = logp_image.view(len(going), s.samples) + logp_text[:, None]
         loss = sum(reinforce_surrogate(lp, r) for lp, r in zip(logp, rewards[going]))
-        loss = loss + l2_penalty([(text * text_mask)[going_rows], image[going_rows]], s.l2)
-        move_text, move_image = active(s.strategy, step, s.steps)
-        opt.zero_grad()
-        loss.backward()
-        text.grad = text.grad if move_text else None  # Adam skips a tensor without a gradient
-        image.grad = image.grad if move_image else None
-        opt.step()
+        z.step(loss + z.l2(going_rows, s.l2), s.strategy, step, s.steps)
         live = [live[k] for k in going]
-    return found, LatentShift((text * text_mask).detach(), image.detach())
+    return found, z.final()
