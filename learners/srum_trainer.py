@@ -54,11 +54,11 @@ class SRUMTrainer(GRPOTrainer):
         loss = token_loss(logp, on(alpha), torch.nan_to_num(on(judged.reward_maps), nan=0.0), self.lambda_c)
         with torch.no_grad():  # reported, not trained on: how far the policy drifted from the frozen reference
             kl = float(k3_kl(logp, on(judged.ref_logprobs)).mean())
-        return loss, {"loss": float(loss), "kl": kl, "alpha_mean": float(alpha[idx].mean())}
+        return loss, {"loss": float(loss.detach()), "kl": kl, "alpha_mean": float(alpha[idx].mean())}
 
     def flow_loss(self, v, eps, x0, idx, judged: Judgement, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
         maps = torch.nan_to_num(judged.reward_maps[idx], nan=0.0).to(v.device).view(len(idx), *x0.shape[-2:])
         loss = flow_loss(v.float(), eps.float(), x0.float(), alpha[idx].to(v.device), maps, self.lambda_c)
         with torch.no_grad():
             error = float(((v.float() - (eps - x0).float()) ** 2).mean())
-        return loss, {"loss": float(loss), "flow_error": error, "alpha_mean": float(alpha[idx].mean())}
+        return loss, {"loss": float(loss.detach()), "flow_error": error, "alpha_mean": float(alpha[idx].mean())}
