@@ -25,11 +25,26 @@ def _janus(path, device, dtype, understanding):
     return JanusAdapter.from_pretrained(path, device=device, dtype=dtype)
 
 
+def _emu3(path, device, dtype, understanding):
+    from models.emu3 import Emu3Adapter
+    return Emu3Adapter.from_pretrained(path, device=device, dtype=dtype)
+
+
 def _is_flow_dir(path: Path) -> bool:
     return (Path(path) / "model_index.json").is_file()
 
 
-BACKENDS = {"flow": Backend(_is_flow_dir, _flow), "janus": Backend(lambda path: True, _janus)}
+def _is_emu3_dir(path: Path) -> bool:
+    import json
+    config = Path(path) / "config.json"
+    try:
+        return config.is_file() and json.loads(config.read_text()).get("model_type") == "emu3"
+    except (json.JSONDecodeError, OSError):
+        return False  # the Janus backend's checks name what is wrong with the file
+
+
+BACKENDS = {"flow": Backend(_is_flow_dir, _flow), "emu3": Backend(_is_emu3_dir, _emu3),
+            "janus": Backend(lambda path: True, _janus)}
 
 
 def backend_of(path: str | Path) -> str:
