@@ -78,10 +78,10 @@ def test_zero3_over_two_ranks_matches_the_torch_strategy(ray_local, torch_update
     assert whole / 2 <= shard <= whole / 2 + 2 * len(plain)  # half of each parameter (each rounded up)
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_trainer_state_round_trips_through_a_checkpoint(tmp_path, stage):
+@pytest.mark.parametrize("stage, lora_rank", [(2, 0), (3, 0), (2, 4), (3, 4)])
+def test_deepspeed_trainer_state_round_trips_through_a_checkpoint(tmp_path, stage, lora_rank):
     """A DeepSpeed learner's checkpoint (weights or this rank's weight shard, AdamW shard, fp32 masters,
-    scheduler) restores exactly: one rank, gloo, in this process."""
+    scheduler) restores exactly: one rank, gloo, in this process; also when it trains LoRA adapters only."""
     import torch.distributed as dist
     from conftest import make_tiny_adapter
     from omegaconf import OmegaConf
@@ -92,7 +92,8 @@ def test_deepspeed_trainer_state_round_trips_through_a_checkpoint(tmp_path, stag
     from learners.grpo_trainer import GRPOTrainer
 
     def adapter():
-        return make_tiny_adapter(layers=1)
+        from models import lora
+        return lora.with_lora(make_tiny_adapter(layers=1), lora.LoraSettings(rank=lora_rank, alpha=8), "")
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
