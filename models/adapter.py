@@ -168,6 +168,21 @@ class GeneratorAdapter(ABC):
     lora = None
     base_path = ""  # where the base weights were loaded from (a LoRA checkpoint names it)
 
+    @property
+    def reward_grid(self) -> tuple[int, int] | None:
+        """The grid SRUM's reward maps are painted on: the image tokens' unless a backend says otherwise."""
+        return self.token_grid
+
+    def _pad(self, rows: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows padded with `pad_id` to one width (ids, mask), on the left (generation) or the right."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = torch.tensor(r, dtype=torch.long), 1
+        return ids.to(self.device), mask.to(self.device)
+
     def lora_filtered(self, named) -> list[tuple[str, torch.nn.Parameter]]:
         """`named` parameters, or only their LoRA adapters when LoRA is on."""
         return [(n, p) for n, p in named if ".lora_" in n] if self.lora else list(named)

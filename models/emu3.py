@@ -126,10 +126,6 @@ class Emu3Adapter(GeneratorAdapter):
         return self.rows, self.cols
 
     @property
-    def reward_grid(self) -> tuple[int, int]:
-        return self.token_grid
-
-    @property
     def max_positions(self) -> int:
         return self.model.config.text_config.max_position_embeddings
 
@@ -146,15 +142,6 @@ class Emu3Adapter(GeneratorAdapter):
 
     def header(self) -> list[int]:
         return self._ids(f"{BOI}{self.rows}*{self.cols}{WRAP}")
-
-    def _pad(self, rows: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            sl = slice(width - len(r), width) if left else slice(0, len(r))
-            ids[i, sl], mask[i, sl] = torch.tensor(r, dtype=torch.long), 1
-        return ids.to(self.device), mask.to(self.device)
 
     def generation_rows(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded [cond rows; uncond rows]: each prompt then the image header, and the header alone."""

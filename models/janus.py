@@ -134,16 +134,6 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
     def _batch(self, texts: list[str], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
         return self._pad([self.tok(t, add_special_tokens=False).input_ids for t in texts], left)
 
-    def _pad(self, rows: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token rows padded to one width (ids, mask), on the left (generation) or the right."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            sl = slice(width - len(r), width) if left else slice(0, len(r))
-            ids[i, sl], mask[i, sl] = torch.tensor(r), 1
-        return ids.to(self.device), mask.to(self.device)
-
     def positions_needed(self, prompt: str, instruction: str, max_new_tokens: int) -> int:
         """Sequence positions the longest use of `prompt` takes: generating its image, writing its rubric, or
         asking the fallback rubric question (which quotes it) about an image."""
@@ -158,10 +148,6 @@ class JanusAdapter(ReasoningPhase, GeneratorAdapter):
         """(rows, columns) of the image tokens, in raster order."""
         side = int(round(self.n_image_tokens ** 0.5))
         return side, side
-
-    @property
-    def reward_grid(self) -> tuple[int, int]:
-        return self.token_grid
 
     @property
     def max_positions(self) -> int:
