@@ -73,6 +73,7 @@ class OfflinePipeline:
     def __init__(self, job, stream, prompts: list[str], prompts_per_step: int, root: Path, seed: int):
         self.job, self.stream, self.seed = job, stream, seed
         self.chunks, self.data = chunks_of(prompts, prompts_per_step), OfflineData(root)
+        self.built = False  # stage 1 checked (and finished) once per session, not at every step
 
     def build(self) -> None:
         """Stage 1: every chunk not saved yet sampled by the rollouts and judged, then saved."""
@@ -82,8 +83,9 @@ class OfflinePipeline:
             self.data.save(k, RolloutBatch.concat(ray.get(parts)), Judgement.concat(ray.get(judged)))
 
     def current(self, step: int, steps: int) -> InFlight:
-        if len(self.data.saved()) < len(self.chunks):
-            self.build()
+        if not self.built:
+            self.build()  # a no-op when every chunk is on disk already (a resume)
+            self.built = True
         batch, judged = self.data.load(chunk_for(step, len(self.chunks), self.seed))
         return InFlight(self.stream.state(), [ray.put(batch)], [ray.put(judged)], [])
 

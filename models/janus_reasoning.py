@@ -11,6 +11,8 @@ token, or after `max_new_tokens`.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from models.adapter import ImageSamples, LatentShift
@@ -19,7 +21,7 @@ from models.adapter import ImageSamples, LatentShift
 class ReasoningPhase:
     """Mixed into JanusAdapter (uses its tokenizer, templates, `_lm`, `_pad`, `_sample_codes`, `_guided_logprobs`)."""
 
-    @property
+    @cached_property
     def boi_id(self) -> int:
         """The begin-of-image token: the generation template's last token."""
         return self.tok(self._fill("generate", prompt="x"), add_special_tokens=False).input_ids[-1]
