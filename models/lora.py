@@ -56,11 +56,7 @@ def attach(adapter, s: LoraSettings, base_path: str = "") -> None:
         raise LoraTargetError(f"model.lora.target_modules {targets} match no module of "
                               f"{type(adapter.module).__name__}; its linear layers include: "
                               f"{', '.join(linear_names(adapter.module)[:24])}") from None
-    adapter.lora, adapter.base_path = s, str(base_path)
-    device, dtype = next(adapter.module.parameters()).device, next(adapter.module.parameters()).dtype
-    for name, p in adapter.module.named_parameters():
-        if ".lora_" in name:
-            p.data = p.data.to(device, dtype)
+    adapter.lora, adapter.base_path = s, str(base_path)  # peft put the adapters on their base layers' devices
 
 
 def with_lora(adapter, s, base_path: str):
