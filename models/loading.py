@@ -30,6 +30,11 @@ def _emu3(path, device, dtype, understanding):
     return Emu3Adapter.from_pretrained(path, device=device, dtype=dtype)
 
 
+def _bagel(path, device, dtype, understanding):
+    from models.bagel import BagelAdapter
+    return BagelAdapter.from_pretrained(path, device=device, dtype=dtype)
+
+
 def _is_flow_dir(path: Path) -> bool:
     return (Path(path) / "model_index.json").is_file()
 
@@ -43,7 +48,13 @@ def _is_emu3_dir(path: Path) -> bool:
         return False  # the Janus backend's checks name what is wrong with the file
 
 
+def _is_bagel_dir(path: Path) -> bool:
+    from models.bagel_layout import is_bagel_dir
+    return is_bagel_dir(Path(path))
+
+
 BACKENDS = {"flow": Backend(_is_flow_dir, _flow), "emu3": Backend(_is_emu3_dir, _emu3),
+            "bagel": Backend(_is_bagel_dir, _bagel),
             "janus": Backend(lambda path: True, _janus)}
 
 
