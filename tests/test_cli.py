@@ -72,7 +72,7 @@ def test_subprocess_error_has_no_traceback():
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     """A tiny directory of each layout the shipped configs are written for."""
-    from fixtures import flow_like, janus_pro_like, qwen_vl_like
+    from fixtures import bagel_like, flow_like, janus_pro_like, qwen_vl_like
     root = tmp_path_factory.mktemp("layouts")
     model, tok = janus_pro_like.build(seed=0)
     model.save_pretrained(root / "janus_pro")
@@ -80,14 +80,15 @@ def model_dirs(tmp_path_factory):
     return {"janus_pro": root / "janus_pro", "qwen_image": flow_like.build(root / "qwen_image", family="qwen_image"),
             "flux": flow_like.published_pipeline(root / "flux", "flux"),
             "sd3": flow_like.published_pipeline(root / "sd3", "sd3_pipeline"),
-            "vlm": qwen_vl_like.save(root / "vlm")}
+            "vlm": qwen_vl_like.save(root / "vlm"), "bagel": bagel_like.save(root / "bagel")}
 
 
 @pytest.mark.parametrize("config, layout", [("janus_pro_7b", "janus_pro"), ("janus_pro_1b", "janus_pro"),
                                             ("qwen_image", "qwen_image"), ("flux_dev", "flux"),
                                             ("sd35_medium", "sd3"), ("janus_pro_7b,gvu_posttrain", "janus_pro"),
                                             ("qwen_image,srum", "qwen_image"),
-                                            ("qwen_image,qwen_image_lora", "qwen_image")])
+                                            ("qwen_image,qwen_image_lora", "qwen_image"),
+                                            ("bagel_7b_mot", "bagel")])
 def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     """Each launch/configs/*.yaml is a valid layer for its model kind: keys, strategy, placement arithmetic,
     the judge's understanding (the CLIP/T5 pipelines need model.understanding_path, and say so)."""
@@ -103,5 +104,5 @@ def test_every_shipped_config_passes_the_job_checks(config, layout, model_dirs):
     adapter = check_job(parse_config(MetaTTRLConfig, argv, "meta_ttrl"))
     assert adapter.max_positions > 0
     assert sorted(p.stem for p in (ROOT / "launch" / "configs").glob("*.yaml")) == [
-        "flux_dev", "gvu_posttrain", "janus_pro_1b", "janus_pro_7b", "qwen_image", "qwen_image_lora", "sd35_medium",
+        "bagel_7b_mot", "flux_dev", "gvu_posttrain", "janus_pro_1b", "janus_pro_7b", "qwen_image", "qwen_image_lora", "sd35_medium",
         "srum"]  # a new config: a row above
