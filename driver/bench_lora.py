@@ -50,12 +50,26 @@ class Counted:
     """Just enough of an adapter to count a module's trainable tensors with and without LoRA (meta device)."""
     lora = None
 
-    def __init__(self, module: torch.nn.Module, prefixes: tuple[str, ...], targets):
-        self.module, self.prefixes, self.lora_targets = module, prefixes, targets
+    def __init__(self, module: torch.nn.Module, trained, targets):
+        """`trained`: name -> whether the policy trains that tensor (the backend's own selection)."""
+        self.module, self.trained, self.lora_targets = module, trained, targets
 
     def trainable_parameters(self):
-        named = [(n, p) for n, p in self.module.named_parameters() if n.startswith(self.prefixes)]
+        named = [(n, p) for n, p in self.module.named_parameters() if self.trained(n)]
         return [(n, p) for n, p in named if ".lora_" in n] if self.lora else named
+
+
+def bagel_7b_mot() -> torch.nn.Module:
+    """BAGEL-7B-MoT's network at its published widths (Qwen2.5-7B's language model, SigLIP-so400m minus a layer)."""
+    from transformers import Qwen2Config, SiglipVisionConfig
+
+    from models.bagel_layout import BagelShape
+    from models.bagel_net import BagelNet
+    llm = Qwen2Config(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                      num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False)
+    vit = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+                             image_size=980, patch_size=14)
+    return BagelNet(llm, vit, BagelShape())
 
 
 def published_width_rows(settings: lora.LoraSettings, repeats: int = 3) -> list[dict]:
@@ -64,6 +78,7 @@ def published_width_rows(settings: lora.LoraSettings, repeats: int = 3) -> list[
     from diffusers import QwenImageTransformer2DModel
     from transformers import JanusConfig, JanusForConditionalGeneration, LlamaConfig
 
+    from models.bagel import TRAINED, BagelAdapter
     from models.flow_families import QwenImageFamily
     from models.janus import GENERATOR_PREFIXES, JanusAdapter
 
@@ -72,10 +87,12 @@ def published_width_rows(settings: lora.LoraSettings, repeats: int = 3) -> list[
                        num_key_value_heads=32, vocab_size=102400)
     cfg = JanusConfig(text_config=text.to_dict())
     models = {
-        "Janus-Pro-7B (30 layers, hidden 4096)": lambda: Counted(JanusForConditionalGeneration(cfg),
-                                                                 GENERATOR_PREFIXES, JanusAdapter.lora_targets),
-        "Qwen-Image transformer (60 layers, 24 x 128)": lambda: Counted(QwenImageTransformer2DModel(), ("",),
-                                                                        QwenImageFamily.lora_targets)}
+        "Janus-Pro-7B (30 layers, hidden 4096)": lambda: Counted(
+            JanusForConditionalGeneration(cfg), lambda n: n.startswith(GENERATOR_PREFIXES), JanusAdapter.lora_targets),
+        "Qwen-Image transformer (60 layers, 24 x 128)": lambda: Counted(
+            QwenImageTransformer2DModel(), lambda n: True, QwenImageFamily.lora_targets),
+        "BAGEL-7B-MoT generation expert (28 layers, hidden 3584)": lambda: Counted(
+            bagel_7b_mot(), lambda n: any(k in n for k in TRAINED), BagelAdapter.lora_targets)}
     rows, adapter_sizes = [], {}
     with torch.device("meta"):
         for label, make in models.items():
