@@ -35,7 +35,7 @@ from models.bagel_layout import ADAPTER_FILE, SPECIAL, AEShape, BagelDirectoryEr
     check_bagel_dir, check_weights, load_autoencoder, read_configs, save_configs
 from models.bagel_net import BagelNet, grid_ids, patchify, unpatchify
 from models.diffusion import flow_schedule
-from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
+from models.flow_sde import sample_trajectory, trajectory_logprobs
 
 TEMPLATES = {"answer": "{question} Answer yes or no.", "write": "{instruction}\n{prompt}", "ask": "{question}"}
 TRAINED = ("_moe_gen", "time_embedder.", "vae2llm.", "llm2vae.")
@@ -57,7 +57,8 @@ class BagelAdapter(GeneratorAdapter):
     capabilities = Capabilities(understanding=True, prompt_likelihood=False, image_tokens=False, latent_search=False,
                                 reward_maps=True, describes=True)
     rubric_dialect = "chat"
-    lora_targets = r"language_model\.model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj_moe_gen|mlp_moe_gen\.(gate|up|down)_proj)"
+    lora_targets = (r"language_model\.model\.layers\.\d+\."  # the generation expert's projections
+                    r"(self_attn\.(q|k|v|o)_proj_moe_gen|mlp_moe_gen\.(gate|up|down)_proj)")
 
     def __init__(self, net: BagelNet, vae, tokenizer, configs: tuple, ae: AEShape, sampling: BagelSampling,
                  templates: dict | None = None):
@@ -222,26 +223,17 @@ class BagelAdapter(GeneratorAdapter):
         past, mask = self._prompt_context(prompts)
         x = torch.randn(len(prompts), self.ae.z_channels, self.latent_side, self.latent_side, generator=generator,
                         device=self.device)
-        path, logprobs = [x], []
-        for i in range(self.s.steps):
-            v = self.velocity(x, self.t[i], past, mask, guidance)
-            x, lp = sde_step(x, v, self.t[i], self.t[i + 1], self.t_cap, self.s.noise_level, generator)
-            path.append(x)
-            logprobs.append(lp)
-        return ImageSamples(torch.stack(path, 1), torch.stack(logprobs, 1)[:, self.trained], self.decode(x))
+        velocity = lambda x, t: self.velocity(x, t, past, mask, guidance)  # noqa: E731
+        trajectory, logprobs = sample_trajectory(velocity, x, self.t, self.t_cap, self.s.noise_level, generator)
+        return ImageSamples(trajectory, logprobs[:, self.trained], self.decode(trajectory[:, -1]))
 
     def image_logprobs(self, prompts: list[str], trajectory: torch.Tensor, guidance: float,
                        temperature: float = 1.0, shift=None) -> torch.Tensor:
         """Teacher-forced log-probs (with grad) of the trained steps of recorded trajectories: (N, len(trained))."""
-        trajectory = trajectory.to(self.device)
         past, mask = self._prompt_context(prompts)
-        out = []
-        for i in self.trained:
-            v = self.velocity(trajectory[:, i], self.t[i], past, mask, guidance)
-            mean, std = sde_mean_std(trajectory[:, i].float(), v, self.t[i], self.t[i + 1], self.t_cap,
-                                     self.s.noise_level)
-            out.append(gaussian_logprob(trajectory[:, i + 1], mean, std))
-        return torch.stack(out, 1)
+        velocity = lambda x, t: self.velocity(x, t, past, mask, guidance)  # noqa: E731
+        return trajectory_logprobs(velocity, trajectory.to(self.device), self.t, self.trained, self.t_cap,
+                                   self.s.noise_level)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

@@ -89,7 +89,8 @@ class AEShape:
     def diffusers_config(self) -> dict:
         n = len(self.ch_mult)
         return dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                    up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(self.ch * m for m in self.ch_mult),
+                    up_block_types=("UpDecoderBlock2D",) * n,
+                    block_out_channels=tuple(self.ch * m for m in self.ch_mult),
                     layers_per_block=self.num_res_blocks, latent_channels=self.z_channels, norm_num_groups=32,
                     use_quant_conv=False, use_post_quant_conv=False, scaling_factor=self.scale_factor,
                     shift_factor=self.shift_factor)
@@ -171,7 +172,8 @@ _TO_BFL = [(r"conv_norm_out", "norm_out"), (r"conv_shortcut", "nin_shortcut"),
            (r"mid_block\.attentions\.0\.group_norm", "mid.attn_1.norm"),
            (r"mid_block\.attentions\.0\.to_(q|k|v)", r"mid.attn_1.\1"),
            (r"mid_block\.attentions\.0\.to_out\.0", "mid.attn_1.proj_out"),
-           (r"down_blocks\.(\d+)\.resnets", r"down.\1.block"), (r"down_blocks\.(\d+)\.downsamplers\.0", r"down.\1.downsample"),
+           (r"down_blocks\.(\d+)\.resnets", r"down.\1.block"),
+           (r"down_blocks\.(\d+)\.downsamplers\.0", r"down.\1.downsample"),
            (r"up_blocks\.(\d+)\.upsamplers\.0", r"up_blocks.\1.upsample")]
 
 

@@ -26,7 +26,7 @@ import torch
 
 from models.adapter import Capabilities, GeneratorAdapter, ImageSamples, resolve_device, resolve_dtype, to_uint8
 from models.flow_families import FAMILIES, VAES, SD3Family
-from models.flow_sde import gaussian_logprob, sde_mean_std, sde_step
+from models.flow_sde import sample_trajectory, trajectory_logprobs
 from models.flow_text import PIPELINES, PipelineText, TextCondition, vlm_encoder
 
 ADAPTER_FILE = "meta_ttrl.json"
@@ -259,27 +259,17 @@ class DiffusionAdapter(GeneratorAdapter):
         prompts = [p for p in prompts for _ in range(n)]
         cond = self._conditions(prompts)
         x = torch.randn(len(prompts), self.channels, self.size, self.size, generator=generator, device=self.device)
-        path, logprobs = [x], []
-        for i in range(self.s.steps):
-            v = self.velocity(x, self.t[i], cond, guidance)
-            x, lp = sde_step(x, v, self.t[i], self.t[i + 1], self.t_cap, self.s.noise_level, generator)
-            path.append(x)
-            logprobs.append(lp)
-        trajectory = torch.stack(path, 1)
-        return ImageSamples(trajectory, torch.stack(logprobs, 1)[:, self.trained], self.decode(x))
+        velocity = lambda x, t: self.velocity(x, t, cond, guidance)  # noqa: E731
+        trajectory, logprobs = sample_trajectory(velocity, x, self.t, self.t_cap, self.s.noise_level, generator)
+        return ImageSamples(trajectory, logprobs[:, self.trained], self.decode(trajectory[:, -1]))
 
     def image_logprobs(self, prompts: list[str], trajectory: torch.Tensor, guidance: float,
                        temperature: float = 1.0, shift=None) -> torch.Tensor:
         """Teacher-forced log-probs (with grad) of the trained steps of recorded trajectories: (N, len(trained))."""
-        trajectory = trajectory.to(self.device)
         cond = self._conditions(prompts)
-        out = []
-        for i in self.trained:
-            v = self.velocity(trajectory[:, i], self.t[i], cond, guidance)
-            mean, std = sde_mean_std(trajectory[:, i].float(), v, self.t[i], self.t[i + 1], self.t_cap,
-                                     self.s.noise_level)
-            out.append(gaussian_logprob(trajectory[:, i + 1], mean, std))
-        return torch.stack(out, 1)
+        velocity = lambda x, t: self.velocity(x, t, cond, guidance)  # noqa: E731
+        return trajectory_logprobs(velocity, trajectory.to(self.device), self.t, self.trained, self.t_cap,
+                                   self.s.noise_level)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

@@ -47,3 +47,26 @@ def sde_step(x: torch.Tensor, velocity: torch.Tensor, t: float, t_next: float, t
 def guided_velocity(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
     """Classifier-free guidance on velocities, the same in sampling and in the training log-prob."""
     return uncond + guidance * (cond - uncond)
+
+
+def sample_trajectory(velocity, x: torch.Tensor, times: list[float], t_cap: float, level: float,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDE steps from times[0] (noise) to times[-1] with `velocity(x, t)`: the trajectory (N, S + 1, ...) and every
+    step's log-prob (N, S)."""
+    path, logprobs = [x], []
+    for i in range(len(times) - 1):
+        x, lp = sde_step(x, velocity(x, times[i]), times[i], times[i + 1], t_cap, level, generator)
+        path.append(x)
+        logprobs.append(lp)
+    return torch.stack(path, 1), torch.stack(logprobs, 1)
+
+
+def trajectory_logprobs(velocity, trajectory: torch.Tensor, times: list[float], steps: list[int], t_cap: float,
+                        level: float) -> torch.Tensor:
+    """Teacher-forced log-probs (with grad, through `velocity`) of the `steps` of a recorded trajectory: (N, len)."""
+    out = []
+    for i in steps:
+        mean, std = sde_mean_std(trajectory[:, i].float(), velocity(trajectory[:, i], times[i]), times[i],
+                                 times[i + 1], t_cap, level)
+        out.append(gaussian_logprob(trajectory[:, i + 1], mean, std))
+    return torch.stack(out, 1)

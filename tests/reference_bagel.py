@@ -36,7 +36,8 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=Non
         vs = v[cu_seqlens_k[i]:cu_seqlens_k[i + 1]].transpose(0, 1).float()
         rep = qs.shape[0] // ks.shape[0]
         ks, vs = ks.repeat_interleave(rep, 0), vs.repeat_interleave(rep, 0)
-        mask = torch.ones(qs.shape[1], ks.shape[1], dtype=torch.bool).tril(ks.shape[1] - qs.shape[1]) if causal else None
+        lq, lk = qs.shape[1], ks.shape[1]
+        mask = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq) if causal else None
         out.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask).transpose(0, 1).to(q.dtype))
     return torch.cat(out)
 '''
@@ -107,7 +108,8 @@ class Reference:
                         start_of_image=ours.special["start_of_image"], end_of_image=ours.special["end_of_image"])
 
     def empty(self):
-        return {"kv_lens": [0], "ropes": [0], "past_key_values": self.cache(self.ref.config.llm_config.num_hidden_layers)}
+        layers = self.ref.config.llm_config.num_hidden_layers
+        return {"kv_lens": [0], "ropes": [0], "past_key_values": self.cache(layers)}
 
     def text(self, text, ctx):
         gi, kv, rp = self.ref.prepare_prompts(curr_kvlens=ctx["kv_lens"], curr_rope=ctx["ropes"], prompts=[text],
