@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fixtures import bagel_like
+from fixtures.adapter_checks import trainable_grads, two_step_job
 from models.bagel import BagelAdapter
 from models.bagel_layout import PUBLISHED_NAMES, BagelDirectoryError
 from models.bagel_net import patchify, route, sincos_2d, unpatchify
@@ -120,17 +121,9 @@ def test_answers_are_probabilities_and_a_question_alone_equals_the_batch(bagel):
 def test_gradients_reach_the_generation_expert_only(bagel):
     a, _ = bagel
     out = a.sample(PROMPTS[:1], 2, 4.0, 1.0, torch.Generator().manual_seed(1))
-    a.freeze()
-    named = a.trainable_parameters()
-    for _, p in named:
-        p.requires_grad_(True)
-    a.image_logprobs(PROMPTS[:1] * 2, out.tokens, 4.0).sum().backward()
-    assert named and all("_moe_gen" in n or n.startswith(("time_embedder.", "vae2llm.", "llm2vae.")) for n, _ in named)
-    grads = {n: float(p.grad.abs().sum()) for n, p in named if p.grad is not None}
+    grads = trainable_grads(a, PROMPTS[:1] * 2, out.tokens, 4.0)
+    assert grads and all("_moe_gen" in n or n.startswith(("time_embedder.", "vae2llm.", "llm2vae.")) for n in grads)
     assert grads["llm2vae.weight"] > 0 and grads["language_model.model.layers.0.mlp_moe_gen.up_proj.weight"] > 0
-    a.freeze()
-    for _, p in named:
-        p.grad = None
 
 
 def test_save_reload_is_bitwise_in_the_published_layout(bagel, tmp_path):
@@ -186,11 +179,6 @@ def test_lora_goes_into_the_generation_expert(bagel):
 
 @pytest.mark.slow  # ~40 s
 def test_a_two_step_meta_ttrl_job_on_bagel(ray_local, tmp_path):
-    from launch import meta_ttrl
-    path = bagel_like.save(tmp_path / "model")
-    meta_ttrl.main([f"model.path={path}", "trainer.steps=2", "data.prompts_per_step=2", "rollout.group_size=2",
-                    "rubric.max_new_tokens=8", "data.heldout=", "data.eval_max_prompts=1", "data.eval_samples=1",
-                    "run.grid_prompts=0", "run.wandb=disabled", "grpo.lr=1e-3", f"run.dir={tmp_path / 'run'}"])
-    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = two_step_job(bagel_like.save(tmp_path / "model"), tmp_path)
     assert [m["step"] for m in metrics] == [0, 1] and all(m["updates"] >= 1 for m in metrics)
     assert metrics[1]["kl"] > 0
