@@ -60,8 +60,7 @@ def load_adapter(checkpoint: str, device: str = "auto", understanding: str = "",
     """A model directory through the backend registry (models/loading.py); device="meta" reads its structure
     only (a driver's checks: a 7B model is not loaded into the driver)."""
     path = Path(checkpoint)
-    if not any((path / f).is_file() for f in ("config.json", "model_index.json", "meta_ttrl_lora.json",
-                                              "llm_config.json")):
+    if not any((path / f).is_file() for f in loading.MODEL_FILES + ("meta_ttrl_lora.json",)):
         raise UserError(f"checkpoint {checkpoint!r} not found: expected a directory with config.json (or a flow "
                         f"model's model_index.json, a BAGEL directory's llm_config.json, or a LoRA run's "
                         f"meta_ttrl_lora.json) (the embedded model is {EMBEDDED})")

@@ -9,6 +9,9 @@ from typing import Callable, NamedTuple
 
 import torch
 
+# a model directory holds one of these (a transformers model, a diffusers pipeline, a BAGEL layout)
+MODEL_FILES = ("config.json", "model_index.json", "llm_config.json")
+
 
 class Backend(NamedTuple):
     recognises: Callable[[Path], bool]
@@ -58,6 +61,10 @@ BACKENDS = {"flow": Backend(_is_flow_dir, _flow), "emu3": Backend(_is_emu3_dir, 
             "janus": Backend(lambda path: True, _janus)}
 
 
+def is_model_dir(path: str | Path) -> bool:
+    return any((Path(path) / f).is_file() for f in MODEL_FILES)
+
+
 def backend_of(path: str | Path) -> str:
     return next(name for name, b in BACKENDS.items() if b.recognises(Path(path)))
 
@@ -68,7 +75,7 @@ def load_adapter(path: str | Path, device: str = "auto", dtype: str | torch.dtyp
     checkpoint (models/lora.py's layout) loads its base, then its adapters."""
     from models import lora
     if lora.is_lora_dir(path):
-        return lora.load_trained(path, lambda base: load_adapter(base, device, dtype, understanding))
+        return lora.load_trained(path, lambda base: load_adapter(base, device, dtype, understanding), is_model_dir)
     return BACKENDS[backend_of(path)].load(Path(path), device, dtype, understanding)
 
 

@@ -103,16 +103,16 @@ def is_lora_dir(path: str | Path) -> bool:
     return (Path(path) / BASE_FILE).is_file()
 
 
-def load_trained(path: str | Path, load_base):
-    """A LoRA checkpoint (`save`'s layout): its base through `load_base(base_path)`, the adapters put in and their
-    trained weights loaded."""
+def load_trained(path: str | Path, load_base, base_exists):
+    """A LoRA checkpoint (`save`'s layout): its base through `load_base(base_path)` (refused in one line where
+    `base_exists(base_path)` is false), the adapters put in and their trained weights loaded."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     path = Path(path)
     meta = json.loads((path / BASE_FILE).read_text())
     base, cfg = meta["base"], meta["lora"]
-    if not (Path(base) / "config.json").is_file() and not (Path(base) / "model_index.json").is_file():
+    if not base_exists(base):
         raise FileNotFoundError(f"the LoRA checkpoint {path} names its base model {base}, which is not there: put "
                                 f"the base back, or load {path / MERGED_DIR} (merged weights) if it was exported")
     adapter = load_base(base)

@@ -169,12 +169,21 @@ def test_bagel_directories_missing_a_part_are_one_line(bagel, tmp_path):
         BagelAdapter.from_pretrained(dense)
 
 
-def test_lora_goes_into_the_generation_expert(bagel):
+def test_lora_goes_into_the_generation_expert_and_its_checkpoint_reloads(bagel, tmp_path):
+    from models.loading import load_adapter
     from models.lora import LoraSettings, attach
-    a = bagel_like.build()
-    attach(a, LoraSettings(rank=2, alpha=4))
-    names = [n for n, _ in a.trainable_parameters()]
+    _, base = bagel
+    a = load_adapter(base)
+    attach(a, LoraSettings(rank=2, alpha=4, export_merged=True), str(base))
+    names = [n for n, p in a.trainable_parameters()]
     assert names and all(".lora_" in n and "_moe_gen" in n for n in names)
+    with torch.no_grad():
+        for _, p in a.trainable_parameters():
+            p.add_(0.05)  # trained adapters (B != 0)
+    a.save_pretrained(tmp_path / "final")
+    again, merged = load_adapter(tmp_path / "final"), load_adapter(tmp_path / "final" / "merged")
+    draws = [m.sample(PROMPTS[:1], 1, 4.0, 1.0, torch.Generator().manual_seed(0)).tokens for m in (a, again, merged)]
+    assert torch.equal(draws[0], draws[1]) and (draws[0] - draws[2]).abs().max() <= 1e-4
 
 
 @pytest.mark.slow  # ~40 s
