@@ -169,6 +169,21 @@ def test_bagel_directories_missing_a_part_are_one_line(bagel, tmp_path):
         BagelAdapter.from_pretrained(dense)
 
 
+@pytest.mark.parametrize("file, key, value, message", [
+    ("vit_config.json", "patch_size", 8, "must equal the ViT table side"),
+    ("llm_config.json", "vocab_size", 10, "the tokenizer has"),
+    ("meta_ttrl.json", "sampling", {"image_size": 36}, "image_size 36 must be a multiple of 8 and at most 64 px")])
+def test_bagel_settings_that_cannot_fit_are_one_line(bagel, tmp_path, file, key, value, message):
+    _, path = bagel
+    broken = shutil.copytree(path, tmp_path / "broken")
+    config = json.loads((broken / file).read_text())
+    config[key] = value
+    (broken / file).write_text(json.dumps(config))
+    with pytest.raises(BagelDirectoryError, match=message) as e:
+        BagelAdapter.from_pretrained(broken)
+    assert "\n" not in str(e.value)
+
+
 def test_lora_goes_into_the_generation_expert_and_its_checkpoint_reloads(bagel, tmp_path):
     from models.loading import load_adapter
     from models.lora import LoraSettings, attach
