@@ -167,6 +167,9 @@ def test_bagel_directories_missing_a_part_are_one_line(bagel, tmp_path):
     save_file({k: v for k, v in weights.items() if "_moe_gen" not in k}, dense / "ema.safetensors")
     with pytest.raises(BagelDirectoryError, match=r"lacks \d+ tensors of the BAGEL-7B-MoT layout"):
         BagelAdapter.from_pretrained(dense)
+    save_file(weights | {"extra_head.weight": torch.zeros(2, 2)}, dense / "ema.safetensors")
+    with pytest.raises(BagelDirectoryError, match=r"has 1 tensors the layout does not know \(e.g. extra_head"):
+        BagelAdapter.from_pretrained(dense)
 
 
 @pytest.mark.parametrize("file, key, value, message", [
