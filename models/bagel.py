@@ -169,14 +169,15 @@ class BagelAdapter(GeneratorAdapter):
     def _prompt_context(self, prompts: list[str], uncond: bool = True):
         """Keys and values of the prompts' turns (rows: cond, then as many empty uncond rows), left-padded."""
         rows = [[self.special["bos"], *self._ids(p), self.special["eos"]] for p in prompts]
-        ids, mask = self._pad(rows + ([[]] * len(prompts) if uncond else []), left=True)
-        x = self.net.language_model.model.embed_tokens(ids)
-        width = ids.shape[1]
-        allowed = torch.ones(width, width, dtype=torch.bool, device=ids.device).tril()[None] & mask[:, None].bool()
-        allowed |= torch.eye(width, dtype=torch.bool, device=ids.device)[None]  # a pad row sees itself, not NaN
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        _, past = self.net.language_model.model(x, None, positions, allowed)
-        return past, mask
+        _, past, real, _ = self._prefill(rows + ([[]] * len(prompts) if uncond else []), None)
+        return past, real
+
+    def _framed(self, inner: torch.Tensor) -> torch.Tensor:
+        """(B, n, D) image tokens between the embeddings of `<|vision_start|>` and `<|vision_end|>`."""
+        tags = self.net.language_model.model.embed_tokens(
+            torch.tensor([self.special["start_of_image"], self.special["end_of_image"]], device=inner.device))
+        b = len(inner)
+        return torch.cat([tags[None, :1].expand(b, 1, -1), inner.to(tags.dtype), tags[None, 1:].expand(b, 1, -1)], 1)
 
     def _block_velocity(self, x: torch.Tensor, t: float, past, mask: torch.Tensor) -> torch.Tensor:
         """The velocity of latents x (B, C, h, w) at time t, the image block attending to the context `past`."""
@@ -184,13 +185,11 @@ class BagelAdapter(GeneratorAdapter):
         ids = grid_ids(self.side, self.side, self.net.shape.max_latent_size, x.device)
         tokens = self.net.latent_tokens(patchify(x.to(self.net.vae2llm.weight.dtype), self.patch),
                                         torch.full((b,), t, device=x.device), ids)
-        tags = lm.embed_tokens(torch.tensor([self.special["start_of_image"], self.special["end_of_image"]],
-                                            device=x.device))
-        block = torch.cat([tags[None, :1].expand(b, 1, -1), tokens, tags[None, 1:].expand(b, 1, -1)], 1)
+        block = self._framed(tokens)
         n = block.shape[1]
         gen = torch.zeros(b, n, dtype=torch.bool, device=x.device)
         gen[:, 1:-1] = True
-        allowed = torch.cat([mask[:, None].bool().expand(b, n, -1), gen.new_ones(b, n, n)], 2)
+        allowed = torch.cat([mask[:, None].expand(b, n, -1), gen.new_ones(b, n, n)], 2)
         positions = mask.sum(1, keepdim=True).expand(b, n)  # the whole block at the position after the prompt
         hidden, _ = lm(block, gen, positions, allowed, past)
         return unpatchify(self.net.llm2vae(hidden[:, 1:-1]), self.patch, self.side, self.side).float()
@@ -261,15 +260,13 @@ class BagelAdapter(GeneratorAdapter):
         ids, mask = self._pad(rows, left=True)
         x, nb = lm.embed_tokens(ids), 0
         if blocks is not None:
-            tags = lm.embed_tokens(torch.tensor([self.special["start_of_image"], self.special["end_of_image"]],
-                                                device=ids.device))
-            b = len(rows)
-            x = torch.cat([tags[None, :1].expand(b, 1, -1), blocks.to(x.dtype), tags[None, 1:].expand(b, 1, -1), x], 1)
+            x = torch.cat([self._framed(blocks), x], 1)
             nb = blocks.shape[1] + 2
         width = x.shape[1]
         real = torch.cat([mask.new_ones(len(rows), nb), mask], 1).bool()
         allowed = torch.ones(width, width, dtype=torch.bool, device=ids.device).tril()
         allowed[:nb, :nb] = True
+        # a pad row sees itself (an all-masked row would give NaN)
         allowed = allowed[None] & real[:, None] | torch.eye(width, dtype=torch.bool, device=ids.device)[None]
         positions = torch.cat([mask.new_zeros(len(rows), nb), (mask.cumsum(1) - 1).clamp(min=0) + int(nb > 0)], 1)
         hidden, past = lm(x, None, positions, allowed)
